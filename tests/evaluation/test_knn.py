@@ -1,0 +1,111 @@
+"""kNN: FAISS sweep equals a brute-force numpy weighted kNN exactly, for every (k, T)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from sslkit.evaluation.knn import (
+    DEFAULT_KS,
+    DEFAULT_TEMPS,
+    IndexSpec,
+    knn_classify,
+    knn_key,
+    knn_predict,
+    search_neighbours,
+    l2_normalize,
+)
+
+
+def brute_force_knn(train, train_labels, query, k, temperature, num_classes, top=5):
+    """Reference: full similarity matrix, stable sort, explicit per-class sums (float64)."""
+    train = train / np.linalg.norm(train, axis=1, keepdims=True)
+    query = query / np.linalg.norm(query, axis=1, keepdims=True)
+    predictions = np.full((len(query), top), -1)
+    for q, sims in enumerate(query.astype(np.float64) @ train.astype(np.float64).T):
+        nearest = sorted(range(len(train)), key=lambda i: (-sims[i], i))[:k]
+        scores = np.zeros(num_classes)
+        for i in nearest:
+            scores[train_labels[i]] += np.exp(sims[i] / temperature)
+        ranked = sorted(range(num_classes), key=lambda c: (-scores[c], c))[:top]
+        predictions[q] = [c if scores[c] > 0 else -1 for c in ranked]
+    return predictions
+
+
+def clustered(rng, num, num_classes=10, dim=32, spread=1.5):
+    centers = np.random.default_rng(123).normal(size=(num_classes, dim))  # same classes every call
+    labels = rng.integers(0, num_classes, num)
+    return (centers[labels] + spread * rng.normal(size=(num, dim))).astype(np.float32), labels
+
+
+def test_sweep_equals_brute_force_exactly():
+    rng = np.random.default_rng(0)
+    train, train_labels = clustered(rng, 1500)
+    query, query_labels = clustered(rng, 120)
+    ours = knn_predict(train, train_labels, query, num_classes=10)
+    result = knn_classify(train, train_labels, query, query_labels, num_classes=10)
+    for k in DEFAULT_KS:
+        for t in DEFAULT_TEMPS:
+            ref = brute_force_knn(train, train_labels, query, k, t, 10)
+            np.testing.assert_array_equal(ours[(k, t)], ref, err_msg=f"k={k} T={t}")
+            top1 = 100.0 * np.mean(ref[:, 0] == query_labels)
+            top5 = 100.0 * np.mean((ref == query_labels[:, None]).any(1))
+            assert result[knn_key(k, t, "top1")] == top1
+            assert result[knn_key(k, t, "top5")] == top5
+    # The data is neither trivial nor hopeless, so a wrong vote would show in the accuracy.
+    assert 20.0 < result[knn_key(20, 0.07, "top1")] < 95.0
+
+
+def test_accepts_torch_and_unnormalised_inputs():
+    rng = np.random.default_rng(1)
+    train, train_labels = clustered(rng, 400)
+    query, query_labels = clustered(rng, 50)
+    a = knn_classify(train, train_labels, query, query_labels, ks=(20,), temps=(0.07,))
+    b = knn_classify(
+        torch.from_numpy(train) * 7.0, torch.from_numpy(train_labels),
+        torch.from_numpy(query) * 0.1, torch.from_numpy(query_labels), ks=(20,), temps=(0.07,),
+    )
+    assert a[knn_key(20, 0.07, "top1")] == b[knn_key(20, 0.07, "top1")]
+
+
+def test_ties_break_to_lower_bank_index_even_across_the_search_boundary():
+    rng = np.random.default_rng(2)
+    query = rng.normal(size=(1, 8)).astype(np.float32)
+    far = rng.normal(size=(50, 8)).astype(np.float32)
+    far -= 3 * query  # all clearly less similar than the query itself
+    # Five identical copies of the query at scattered indices: a tie group of 5 cut by k=3.
+    bank = far.copy()
+    dup_at = [40, 3, 27, 11, 49]
+    bank[dup_at] = query
+    labels = np.zeros(50, dtype=np.int64)
+    labels[dup_at] = [4, 1, 3, 2, 5]
+    sims, idx = search_neighbours(l2_normalize(bank), l2_normalize(query), 3)
+    assert idx[0].tolist() == [3, 11, 27]
+    predictions = knn_predict(bank, labels, query, ks=(3,), temps=(0.1,), num_classes=6)
+    # Equal scores for classes 1, 3, 2: ranked by class index; unvoted classes are not predictions.
+    assert predictions[(3, 0.1)][0].tolist() == [1, 2, 3, -1, -1]
+
+
+def test_ivf_reports_recall_and_stays_close_to_exact():
+    rng = np.random.default_rng(3)
+    train, train_labels = clustered(rng, 4000, dim=16)
+    query, query_labels = clustered(rng, 200, dim=16)
+    exact = knn_classify(train, train_labels, query, query_labels, ks=(20,), temps=(0.07,))
+    ivf = knn_classify(
+        train, train_labels, query, query_labels, ks=(20,), temps=(0.07,),
+        index=IndexSpec("ivf", nlist=16, nprobe=16),
+    )
+    assert ivf["ivf_recall@20"] == 1.0  # probing every cell is exhaustive
+    assert ivf[knn_key(20, 0.07, "top1")] == exact[knn_key(20, 0.07, "top1")]
+    partial = knn_classify(
+        train, train_labels, query, query_labels, ks=(20,), temps=(0.07,),
+        index=IndexSpec("ivf", nlist=64, nprobe=1),
+    )
+    assert 0.0 < partial["ivf_recall@20"] < 1.0
+
+
+def test_rejects_unknown_labels():
+    feats = np.ones((4, 3), np.float32)
+    with pytest.raises(ValueError, match="unknown labels"):
+        knn_classify(feats, np.array([0, 1, -1, 0]), feats, np.array([0, 1, 1, 0]))
