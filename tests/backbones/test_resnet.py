@@ -13,7 +13,7 @@ def test_resnet18_cifar_stem_and_features() -> None:
     assert isinstance(model.maxpool, torch.nn.Identity)
     x = torch.randn(2, 3, 32, 32)
     assert model(x).shape == (2, 512) and model.num_features == 512
-    assert model.forward_features(x).shape == (2, 512, 32, 32)
+    assert model.forward_features(x).shape == (2, 512, 4, 4)  # stride 8 overall: 32 -> 4
 
 
 def test_channels_last_does_not_change_features() -> None:
