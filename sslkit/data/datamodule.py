@@ -1,0 +1,180 @@
+"""``ShardDataModule``: training and validation streams over WebDataset shards, resumable mid-epoch.
+
+Resume with Lightning: the module counts the training batches the trainer actually receives (in
+``on_after_batch_transfer`` while training, so batches merely prefetched by Lightning are not
+counted) and returns ``{"epoch", "batches_consumed", ...}`` from ``state_dict``. Lightning saves that
+in the checkpoint under the class name and calls ``load_state_dict`` when ``trainer.fit(ckpt_path=...)``
+restores, before it first iterates the train loader. Lightning also restores its own loop counters
+(``batch_idx`` continues at the consumed count) and keeps ``len(train_dataloader)`` as the full epoch,
+so the stream starts at batch ``batches_consumed`` of the saved epoch and the epoch ends on time.
+Ranks advance in lockstep, so rank 0's count (the one checkpointed) is every rank's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import lightning.pytorch as pl
+from torch.utils.data import DataLoader
+
+from sslkit.data.collate import pil_to_tensor, single_view
+from sslkit.data.stream import ShardLoader, ShardStream
+
+
+class ShardDataModule(pl.LightningDataModule):
+    """WebDataset shards as a LightningDataModule.
+
+    Args:
+        train_shards: shard spec for training (a folder with ``manifest.json``, a brace pattern,
+            URLs, or a list of these).
+        val_shards: shard spec for validation (eval batches, e.g. for online kNN), or ``None``.
+        batch_size_per_device: samples per batch on each device.
+        num_workers: DataLoader workers per device.
+        train_transform: view transform, PIL image -> ``list[Tensor]`` (default: one un-augmented view).
+        eval_transform: PIL image -> ``Tensor`` (default: to float tensor in ``[0, 1]``).
+        collate_fn: ``list[dict] -> batch`` for training, run in the workers (default: stack views per
+            index, labels and keys; masking collators wrap or replace it).
+        shuffle_buffer: samples in each worker's shuffle buffer.
+        seed: base seed of the shard order and shuffle buffers.
+        remainder: ``"drop"`` (default: the last ``< world_size * batch`` samples of each shuffled epoch
+            are unused) or ``"pad"`` (repeat up to that many); see :mod:`sslkit.data.plan`.
+        pin_memory: pin batches in host memory.
+        persistent_workers: keep workers alive across epochs.
+        prefetch_factor: batches prefetched per worker.
+    """
+
+    def __init__(
+        self,
+        train_shards: str | list[str],
+        val_shards: str | list[str] | None = None,
+        batch_size_per_device: int = 256,
+        num_workers: int = 4,
+        train_transform: Callable | None = None,
+        eval_transform: Callable | None = None,
+        collate_fn: Callable | None = None,
+        shuffle_buffer: int = 1000,
+        seed: int = 0,
+        remainder: str = "drop",
+        pin_memory: bool = True,
+        persistent_workers: bool = True,
+        prefetch_factor: int | None = 2,
+    ) -> None:
+        super().__init__()
+        if remainder not in ("drop", "pad"):
+            raise ValueError(f"training remainder must be 'drop' or 'pad', got {remainder!r}")
+        self.train_shards = train_shards
+        self.val_shards = val_shards
+        self.batch_size_per_device = batch_size_per_device
+        self.num_workers = num_workers
+        self.train_transform = train_transform or single_view
+        self.eval_transform = eval_transform or pil_to_tensor
+        self.collate_fn = collate_fn
+        self.shuffle_buffer = shuffle_buffer
+        self.seed = seed
+        self.remainder = remainder
+        self.pin_memory = pin_memory
+        self.persistent_workers = persistent_workers
+        self.prefetch_factor = prefetch_factor
+        self._train_stream: ShardStream | None = None
+        self._epoch = 0
+        self._batches_consumed = 0
+        self._state_to_load: dict[str, Any] | None = None
+
+    def train_dataloader(self) -> DataLoader:
+        self._train_stream = ShardStream(
+            self.train_shards,
+            batch_size=self.batch_size_per_device,
+            transform=self.train_transform,
+            collate_fn=self.collate_fn,
+            shuffle=True,
+            shuffle_buffer=self.shuffle_buffer,
+            seed=self.seed,
+            remainder=self.remainder,
+        )
+        loader = self._loader(self._train_stream, self.num_workers, epoch_fn=self._trainer_epoch)
+        if self._state_to_load is not None:
+            self._train_stream.load_state_dict(self._state_to_load)
+        return loader
+
+    def val_dataloader(self) -> DataLoader | list:
+        if self.val_shards is None:
+            return []
+        return build_eval_loader(
+            self.val_shards, self.eval_transform, self.batch_size_per_device, self.num_workers,
+            pin_memory=self.pin_memory,
+        )
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        trainer = self.trainer
+        if trainer is not None and trainer.training:
+            if trainer.current_epoch != self._epoch:
+                self._epoch, self._batches_consumed = trainer.current_epoch, 0
+            self._batches_consumed += 1
+        return batch
+
+    def data_counters(self) -> dict[str, int]:
+        """Corrupt-data counters of the training stream (``data/skipped_samples``, ...), for logging."""
+        return self._train_stream.counters() if self._train_stream is not None else {}
+
+    def state_dict(self) -> dict[str, Any]:
+        if self._train_stream is None:
+            return dict(self._state_to_load or {})
+        state = self._train_stream.state_dict()
+        state.update(epoch=self._epoch, batches_consumed=self._batches_consumed)
+        if self._batches_consumed >= len(self._train_stream):
+            state.update(epoch=self._epoch + 1, batches_consumed=0)
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if not state_dict:
+            return
+        self._state_to_load = dict(state_dict)
+        self._epoch, self._batches_consumed = int(state_dict["epoch"]), int(state_dict["batches_consumed"])
+        if self._train_stream is not None:
+            self._train_stream.load_state_dict(state_dict)
+
+    def _trainer_epoch(self) -> int:
+        trainer = self.trainer
+        if trainer is not None:
+            return trainer.current_epoch
+        assert self._train_stream is not None
+        return self._train_stream._next_epoch
+
+    def _loader(self, stream: ShardStream, num_workers: int, epoch_fn: Callable[[], int] | None) -> ShardLoader:
+        return ShardLoader(
+            stream,
+            num_workers=num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.persistent_workers,
+            prefetch_factor=self.prefetch_factor,
+            epoch_fn=epoch_fn,
+        )
+
+
+def build_eval_loader(
+    shards: str | list[str],
+    transform: Callable | None,
+    batch_size: int,
+    num_workers: int,
+    *,
+    pin_memory: bool = False,
+    rank: int | None = None,
+    world_size: int | None = None,
+) -> DataLoader:
+    """Eval batches ``{"image": (B, C, H, W), "label": (B,), "key": [B]}``: every sample exactly once.
+
+    The order is deterministic (no shuffling; it depends on ``num_workers``, so key by ``"key"``);
+    the last batch of a rank may be partial. Over several ranks each sample goes to exactly one rank
+    and ranks may differ by one batch.
+    """
+    stream = ShardStream(
+        shards,
+        batch_size=batch_size,
+        transform=transform or pil_to_tensor,
+        shuffle=False,
+        remainder="none",
+        rank=rank,
+        world_size=world_size,
+    )
+    return ShardLoader(stream, num_workers=num_workers, pin_memory=pin_memory)

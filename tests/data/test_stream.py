@@ -1,0 +1,174 @@
+"""Streaming reader: exact epochs over ranks x workers, corrupt data, exact mid-epoch resume."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from itertools import islice
+from pathlib import Path
+
+import numpy as np
+import pytest
+from webdataset import TarWriter
+
+from sslkit.data.collate import single_view
+from sslkit.data.datamodule import build_eval_loader
+from sslkit.data.stream import ShardLoader, ShardStream
+from tests.data.helpers import MakeShards, synthetic_image
+
+
+def _epoch_keys(shards: Path, *, world_size: int, num_workers: int, batch_size: int, epochs: int = 1,
+                remainder: str = "drop") -> list[list[list[str]]]:
+    """keys[epoch][rank] in delivery order, checking every rank gets len(loader) full batches."""
+    loaders = []
+    for rank in range(world_size):
+        stream = ShardStream(shards, batch_size=batch_size, rank=rank, world_size=world_size,
+                             shuffle_buffer=16, remainder=remainder, transform=single_view)
+        loaders.append(ShardLoader(stream, num_workers=num_workers))
+    result = []
+    for _ in range(epochs):
+        per_rank = []
+        for loader in loaders:
+            batches = list(loader)
+            assert len(batches) == len(loader)
+            assert all(b["views"][0].shape == (batch_size, 3, 8, 8) for b in batches)
+            assert all(len(b["key"]) == batch_size == len(b["label"]) for b in batches)
+            per_rank.append([k for b in batches for k in b["key"]])
+        result.append(per_rank)
+    return result
+
+
+def test_two_ranks_two_workers_every_sample_once_and_reshuffled(make_shards: MakeShards) -> None:
+    shards = make_shards(100, per_shard=10)
+    epochs = _epoch_keys(shards, world_size=2, num_workers=2, batch_size=4, epochs=2)
+    for per_rank in epochs:
+        assert len(per_rank[0]) == len(per_rank[1]) == 12 * 4  # drop: 100 // (2 * 4) = 12 batches
+        seen = Counter(k for keys in per_rank for k in keys)
+        assert max(seen.values()) == 1 and len(seen) == 96
+    assert epochs[0][0] != epochs[1][0]
+    dropped = [set(f"s{i:05d}" for i in range(100)) - set(sum(per_rank, [])) for per_rank in epochs]
+    assert dropped[0] != dropped[1]  # the dropped tail differs between epochs
+
+
+def test_fewer_shards_than_ranks_times_workers(make_shards: MakeShards) -> None:
+    shards = make_shards(30, per_shard=15)  # 2 shards for 2 ranks x 2 workers
+    (per_rank,) = _epoch_keys(shards, world_size=2, num_workers=2, batch_size=3)
+    assert len(per_rank[0]) == len(per_rank[1]) == 15
+    assert sorted(per_rank[0] + per_rank[1]) == [f"s{i:05d}" for i in range(30)]
+
+
+def test_pad_policy_covers_everything(make_shards: MakeShards) -> None:
+    shards = make_shards(30, per_shard=7)
+    (per_rank,) = _epoch_keys(shards, world_size=2, num_workers=2, batch_size=4, remainder="pad")
+    seen = Counter(per_rank[0] + per_rank[1])
+    assert len(per_rank[0]) == len(per_rank[1]) == 16 and len(seen) == 30 and sum(seen.values()) == 32
+
+
+def test_eval_loader_exactly_once_pixels_and_labels(make_shards: MakeShards) -> None:
+    shards = make_shards(23, per_shard=5)
+    loader = build_eval_loader(str(shards / "train-{000000..000004}.tar"), None, batch_size=4, num_workers=2)
+    batches = list(loader)
+    keys = [k for b in batches for k in b["key"]]
+    assert sorted(keys) == [f"s{i:05d}" for i in range(23)]
+    assert [len(b["key"]) for b in batches] == [4, 4, 4, 4, 4, 3]
+    assert keys == [k for b in build_eval_loader(shards, None, 4, 2) for k in b["key"]]  # deterministic
+    for batch in batches:
+        for key, image, label in zip(batch["key"], batch["image"], batch["label"]):
+            i = int(key[1:])
+            expected = np.asarray(synthetic_image(i), dtype=np.float32) / 255.0
+            assert np.allclose(image.permute(1, 2, 0).numpy(), expected) and int(label) == i % 10
+
+
+def _corrupt(shards: Path) -> None:
+    """Truncate shard 1 mid-way; replace the image of sample s00025 (shard 2) with junk bytes."""
+    manifest = json.loads((shards / "manifest.json").read_text())
+    path = shards / manifest["shards"][1]["name"]
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2 + 100])
+    with TarWriter(str(shards / manifest["shards"][2]["name"]), encoder=False) as tar:
+        for i in range(20, 30):
+            png = b"definitely not a png" if i == 25 else _png(i)
+            tar.write({"__key__": f"s{i:05d}", "png": png, "cls": str(i % 10).encode()})
+
+
+def _png(i: int) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    synthetic_image(i).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_corrupt_data_skipped_counted_logged(make_shards: MakeShards, caplog: pytest.LogCaptureFixture) -> None:
+    shards = make_shards(40, per_shard=10)
+    _corrupt(shards)
+    stream = ShardStream(shards, batch_size=5, shuffle=False, remainder="none")
+    with caplog.at_level(logging.WARNING, logger="sslkit.data.stream"):
+        batches = list(ShardLoader(stream, num_workers=0))
+    assert [len(b["key"]) for b in batches] == [5] * 8  # batch count and size kept by filling
+    keys = {k for b in batches for k in b["key"]}
+    assert {f"s{i:05d}" for i in range(30, 40)} <= keys  # iteration went on past both bad shards
+    assert "s00025" not in keys and "s00019" not in keys
+    counters = stream.counters()
+    # the sample cut by the truncation (if any) is skipped too: tar ends silently mid-sample
+    assert counters["data/corrupt_shards"] == 1 and counters["data/skipped_samples"] in (1, 2)
+    assert counters["data/filled_samples"] == 40 - len(keys)
+    assert "train-000001.tar" in caplog.text and "s00025" in caplog.text
+
+
+def test_corrupt_counters_surface_from_workers(make_shards: MakeShards) -> None:
+    shards = make_shards(40, per_shard=10)
+    _corrupt(shards)
+    stream = ShardStream(shards, batch_size=5, rank=1, world_size=2, shuffle_buffer=8)
+    loader = ShardLoader(stream, num_workers=2)
+    assert sum(1 for _ in loader) == len(loader) == 4
+    other = ShardStream(shards, batch_size=5, rank=0, world_size=2, shuffle_buffer=8)
+    assert sum(1 for _ in ShardLoader(other, num_workers=2)) == 4
+    total = {k: stream.counters()[k] + other.counters()[k] for k in stream.counters()}
+    assert total["data/corrupt_shards"] >= 1 and total["data/skipped_samples"] >= 1
+
+
+@pytest.mark.parametrize("consumed", [0, 7, 8])
+@pytest.mark.parametrize("world_size", [1, 2])
+def test_resume_mid_epoch_with_workers(make_shards: MakeShards, consumed: int, world_size: int) -> None:
+    shards = make_shards(100, per_shard=10)
+    rank = world_size - 1
+
+    def loader() -> ShardLoader:
+        stream = ShardStream(shards, batch_size=4, rank=rank, world_size=world_size, shuffle_buffer=16, seed=3)
+        return ShardLoader(stream, num_workers=2)
+
+    reference = loader()
+    list(reference)  # epoch 0; resume inside epoch 1
+    full = [b["key"] for b in reference]
+    first = loader()
+    first.dataset.set_epoch(1)
+    before = [b["key"] for b in islice(first, consumed)]
+    state = first.dataset.state_dict()
+    assert state["epoch"] == 1 and state["batches_consumed"] == consumed
+
+    resumed = loader()
+    resumed.dataset.load_state_dict(state)
+    after = [b["key"] for b in resumed]
+    assert before + after == full
+    assert resumed.dataset.state_dict()["epoch"] == 2  # the epoch completed
+
+
+def test_resume_skips_without_decoding(make_shards: MakeShards, monkeypatch: pytest.MonkeyPatch) -> None:
+    shards = make_shards(60, per_shard=10)
+    decoded = []
+    original = ShardStream._decode
+    monkeypatch.setattr(ShardStream, "_decode", lambda self, raw, row: decoded.append(raw) or original(self, raw, row))
+    stream = ShardStream(shards, batch_size=4, shuffle_buffer=8)
+    stream.load_state_dict({**stream.state_dict(), "epoch": 0, "batches_consumed": 10})
+    batches = list(ShardLoader(stream, num_workers=0))
+    assert len(batches) == 15 - 10 and len(decoded) == 5 * 4
+
+
+def test_resume_state_mismatch_restarts_epoch(make_shards: MakeShards, caplog: pytest.LogCaptureFixture) -> None:
+    shards = make_shards(40, per_shard=10)
+    stream = ShardStream(shards, batch_size=4)
+    with caplog.at_level(logging.WARNING):
+        stream.load_state_dict({**stream.state_dict(), "batches_consumed": 3, "world_size": 8})
+    assert "world_size" in caplog.text
+    assert sum(1 for _ in ShardLoader(stream)) == 10
