@@ -130,7 +130,7 @@ def holdout_split(num: int, fraction: float, seed: int) -> tuple[np.ndarray, np.
 
 
 def _tensors(feats: ArrayLike, labels: ArrayLike, device: str | torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    x = torch.from_numpy(np.ascontiguousarray(to_numpy(feats, np.float32))).to(device)
+    x = torch.from_numpy(np.array(to_numpy(feats), dtype=np.float32, order="C")).to(device)  # copy: memmaps are read-only
     return x, torch.from_numpy(to_numpy(labels).astype(np.int64).reshape(-1)).to(device)
 
 
