@@ -7,11 +7,15 @@ fused attention.
 """
 
 from sslkit.backbones.attention import Attention, attend, reference_attention
+from sslkit.backbones.decoder import MAEDecoder
 from sslkit.backbones.factory import create_backbone, timm_kwargs
+from sslkit.backbones.predictor import IJEPAPredictor
 from sslkit.backbones.vit import VisionTransformer
 
 __all__ = [
     "Attention",
+    "IJEPAPredictor",
+    "MAEDecoder",
     "VisionTransformer",
     "attend",
     "create_backbone",

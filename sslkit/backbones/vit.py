@@ -15,19 +15,16 @@ both ways with plain ``load_state_dict``. What it adds:
 
 from __future__ import annotations
 
-from typing import Any, Literal, Optional, Sequence, Union
+from typing import Any, Optional, Sequence, Union
 
 import torch
 from timm.models.vision_transformer import Block
 from timm.models.vision_transformer import VisionTransformer as TimmVisionTransformer
 from torch import Tensor
-from torch.utils.checkpoint import checkpoint
 
 from sslkit.backbones.attention import Attention, to_fused_attention
-from sslkit.backbones.masks import PAD, PREFIX, AttnMask, Window, build_masks
-
-VarLen = Literal["pad", "pack"]
-AttnImpl = Literal["auto", "sdpa", "flex"]
+from sslkit.backbones.blocks import AttnImpl, VarLen, pad_positions, run_layout
+from sslkit.backbones.masks import PREFIX, Window
 LocalWindow = Union[None, tuple[int, int], Sequence[Optional[tuple[int, int]]]]
 
 # Constructor switches that are sslkit's, not timm's: strip them to rebuild the model in plain timm.
@@ -154,46 +151,23 @@ class VisionTransformer(TimmVisionTransformer):
             x = self._gather_kept(x, keep)  # (B, P + K, D)
         x = self.norm_pre(x)
 
-        masks: list[AttnMask] = [None] * len(self.blocks)
         pos = None
-        packed = None
         if keep_lens is not None or any(w is not None for w in self.local_windows):
-            pos = self._token_positions(x, grid, keep, keep_lens)
-            impl = self.attn_impl if self.attn_impl != "auto" else ("flex" if x.is_cuda else "sdpa")
-            masks, packed = build_masks(pos, grid, self.local_windows, self.varlen, impl)
-            if packed is not None:
-                x = x[packed].unsqueeze(0)  # (1, T, D): the valid tokens of all samples
-        x = self.norm(self._run_blocks(x, masks))
-        if packed is not None:
-            out = x.new_zeros(*packed.shape, x.shape[-1])
-            out[packed] = x[0]
-            return out
-        if keep_lens is not None:
-            x = x * (pos != PAD).unsqueeze(-1)  # padding rows carry no information: zero them
-        return x
+            pos = self._token_positions(x, keep, keep_lens)
+        return run_layout(
+            self.blocks, self.norm, x, pos, self.varlen, self.attn_impl, self.local_windows, grid,
+            self.grad_checkpointing,
+        )
 
     def _gather_kept(self, x: Tensor, keep: Tensor) -> Tensor:
         P = self.num_prefix_tokens
         patches = x[:, P:].gather(1, keep.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
         return torch.cat([x[:, :P], patches], dim=1)
 
-    def _token_positions(
-        self, x: Tensor, grid: tuple[int, int], keep: Optional[Tensor], keep_lens: Optional[Tensor]
-    ) -> Tensor:
+    def _token_positions(self, x: Tensor, keep: Optional[Tensor], keep_lens: Optional[Tensor]) -> Tensor:
         # (B, L) patch index per slot; PREFIX for cls/register tokens, PAD for padding.
         B, L, _ = x.shape
         P = self.num_prefix_tokens
         patches = keep if keep is not None else torch.arange(L - P, device=x.device).expand(B, -1)
-        if keep_lens is not None:
-            j = torch.arange(patches.shape[1], device=x.device)
-            patches = patches.masked_fill(j >= keep_lens.unsqueeze(1), PAD)
         prefix = torch.full((B, P), PREFIX, dtype=torch.long, device=x.device)
-        return torch.cat([prefix, patches.long()], dim=1)
-
-    def _run_blocks(self, x: Tensor, masks: list[AttnMask]) -> Tensor:
-        use_ckpt = self.grad_checkpointing and torch.is_grad_enabled() and not torch.jit.is_scripting()
-        if not use_ckpt and all(m is None for m in masks):
-            return self.blocks(x)
-        for blk, mask in zip(self.blocks, masks):
-            x = checkpoint(blk, x, mask, use_reentrant=False) if use_ckpt else blk(x, mask)
-        return x
+        return torch.cat([prefix, pad_positions(patches, keep_lens)], dim=1)
