@@ -7,6 +7,8 @@ in the checkpoint under the class name and calls ``load_state_dict`` when ``trai
 restores, before it first iterates the train loader. Lightning also restores its own loop counters
 (``batch_idx`` continues at the consumed count) and keeps ``len(train_dataloader)`` as the full epoch,
 so the stream starts at batch ``batches_consumed`` of the saved epoch and the epoch ends on time.
+The train loader is also stateful (``state_dict`` returns the same count), so Lightning stores it in
+its loop state too and does not warn that the loader is not resumable.
 Ranks advance in lockstep, so rank 0's count (the one checkpointed) is every rank's.
 """
 
@@ -92,10 +94,17 @@ class ShardDataModule(pl.LightningDataModule):
             seed=self.seed,
             remainder=self.remainder,
         )
-        loader = self._loader(self._train_stream, self.num_workers, epoch_fn=self._trainer_epoch)
         if self._state_to_load is not None:
             self._train_stream.load_state_dict(self._state_to_load)
-        return loader
+        return ShardLoader(
+            self._train_stream,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.persistent_workers,
+            prefetch_factor=self.prefetch_factor,
+            epoch_fn=self._trainer_epoch,
+            state_fn=self.state_dict,
+        )
 
     def val_dataloader(self) -> DataLoader | list:
         if self.val_shards is None:
@@ -140,16 +149,6 @@ class ShardDataModule(pl.LightningDataModule):
             return trainer.current_epoch
         assert self._train_stream is not None
         return self._train_stream._next_epoch
-
-    def _loader(self, stream: ShardStream, num_workers: int, epoch_fn: Callable[[], int] | None) -> ShardLoader:
-        return ShardLoader(
-            stream,
-            num_workers=num_workers,
-            pin_memory=self.pin_memory,
-            persistent_workers=self.persistent_workers,
-            prefetch_factor=self.prefetch_factor,
-            epoch_fn=epoch_fn,
-        )
 
 
 def build_eval_loader(

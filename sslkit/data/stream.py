@@ -288,6 +288,12 @@ class ShardLoader(DataLoader):
         prefetch_factor: batches prefetched per worker (``None`` for the default).
         epoch_fn: returns the epoch to run when iteration starts (the Lightning trainer's
             ``current_epoch``); by default the stream's own counter.
+        state_fn: what :meth:`state_dict` returns; by default the stream's state, which counts the
+            batches this loader handed out. Lightning prefetches a batch, so its DataModule passes
+            its own count of batches actually trained on.
+
+    ``state_dict``/``load_state_dict`` make the loader resumable in Lightning's sense (it stores them
+    in the fit loop's checkpoint state) and in torchdata's ``StatefulDataLoader`` sense.
     """
 
     def __init__(
@@ -299,6 +305,7 @@ class ShardLoader(DataLoader):
         persistent_workers: bool = False,
         prefetch_factor: int | None = None,
         epoch_fn: Callable[[], int] | None = None,
+        state_fn: Callable[[], dict[str, int]] | None = None,
     ) -> None:
         super().__init__(
             stream,
@@ -311,6 +318,14 @@ class ShardLoader(DataLoader):
         )
         stream.num_workers = max(num_workers, 1)
         self.epoch_fn = epoch_fn
+        self.state_fn = state_fn
+
+    def state_dict(self) -> dict[str, int]:
+        return self.state_fn() if self.state_fn is not None else self.dataset.state_dict()
+
+    def load_state_dict(self, state_dict: dict[str, int]) -> None:
+        if state_dict:
+            self.dataset.load_state_dict(state_dict)
 
     def __iter__(self) -> Iterator[Any]:
         stream: ShardStream = self.dataset  # type: ignore[assignment]

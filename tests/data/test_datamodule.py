@@ -1,0 +1,105 @@
+"""ShardDataModule: batches, eval loader, and exact resume through Lightning's ``fit(ckpt_path=...)``."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import lightning.pytorch as pl
+import pytest
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+from torch import nn
+
+from sslkit.callbacks.sample_log import SampleKeyLog, read_key_log
+from sslkit.data.datamodule import ShardDataModule
+from tests.data.helpers import MakeShards
+
+
+class TinyObjective(pl.LightningModule):
+    def __init__(self) -> None:
+        super().__init__()
+        self.layer = nn.Linear(3, 1)
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        x = batch["views"][0].mean(dim=(2, 3))  # (B, 3)
+        return self.layer(x).pow(2).mean()
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.SGD(self.parameters(), lr=0.01)
+
+
+class Crash(Exception):
+    pass
+
+
+class CrashAtStep(pl.Callback):
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args: object) -> None:
+        if trainer.global_step == self.step:
+            raise Crash
+
+
+def _trainer(tmp_path: Path, *callbacks: pl.Callback) -> pl.Trainer:
+    return pl.Trainer(
+        max_epochs=2, accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
+        enable_model_summary=False, callbacks=[SampleKeyLog(tmp_path / "keys"), *callbacks],
+    )
+
+
+def _datamodule(shards: Path) -> ShardDataModule:
+    return ShardDataModule(shards, batch_size_per_device=4, num_workers=2, shuffle_buffer=8, seed=5,
+                           pin_memory=False)
+
+
+def test_fit_killed_mid_epoch_resumes_exactly(make_shards: MakeShards, tmp_path: Path) -> None:
+    shards = make_shards(60, per_shard=10)  # 15 batches per epoch
+    checkpoints = ModelCheckpoint(tmp_path / "ckpt", filename="{step}", every_n_train_steps=3, save_top_k=-1)
+    with pytest.raises(Crash):
+        _trainer(tmp_path, checkpoints, CrashAtStep(20)).fit(TinyObjective(), _datamodule(shards))
+    ckpt = tmp_path / "ckpt" / "step=18.ckpt"  # epoch 1, 3 batches in; steps 19-20 are lost work
+    assert torch.load(ckpt, weights_only=True)["ShardDataModule"]["batches_consumed"] == 3
+
+    first = read_key_log(tmp_path / "keys" / "keys-rank0.jsonl")
+    assert [r["step"] for r in first] == list(range(1, 21))
+    trainer = _trainer(tmp_path)
+    trainer.fit(TinyObjective(), _datamodule(shards), ckpt_path=ckpt)
+    assert trainer.global_step == 30
+
+    logged = read_key_log(tmp_path / "keys" / "keys-rank0.jsonl")
+    run1, run2 = logged[:20], logged[20:]
+    assert run2[:2] == run1[18:20]  # the lost steps 19-20 are replayed with the same samples
+    records = [r for r in run1 if r["step"] <= 18] + run2
+    assert [r["step"] for r in records] == list(range(1, 31))
+    for epoch in (0, 1):
+        keys = Counter(k for r in records if r["epoch"] == epoch for k in r["keys"])
+        assert len(keys) == 60 and max(keys.values()) == 1, f"epoch {epoch} not exactly once"
+    epoch_keys = [[k for r in records if r["epoch"] == e for k in r["keys"]] for e in (0, 1)]
+    assert epoch_keys[0] != epoch_keys[1]
+
+
+def test_train_batches_and_length(make_shards: MakeShards) -> None:
+    shards = make_shards(30, per_shard=10)
+    dm = ShardDataModule(shards, batch_size_per_device=4, num_workers=0, pin_memory=False)
+    loader = dm.train_dataloader()
+    assert len(loader) == 7  # drop: 30 // 4
+    batch = next(iter(loader))
+    assert isinstance(batch["views"], list) and batch["views"][0].shape == (4, 3, 8, 8)
+    assert batch["label"].dtype == torch.long and len(batch["key"]) == 4
+    assert dm.val_dataloader() == []
+
+
+def test_val_dataloader_yields_eval_batches(make_shards: MakeShards) -> None:
+    train, val = make_shards(20, per_shard=10), make_shards(9, per_shard=4, name="val", labels=False)
+    dm = ShardDataModule(train, val_shards=str(val), batch_size_per_device=4, num_workers=0)
+    batches = list(dm.val_dataloader())
+    assert [b["image"].shape[0] for b in batches] == [4, 4, 1]
+    assert sorted(k for b in batches for k in b["key"]) == [f"s{i:05d}" for i in range(9)]
+    assert all((b["label"] == -1).all() for b in batches)
+
+
+def test_remainder_policy_validated(make_shards: MakeShards) -> None:
+    with pytest.raises(ValueError, match="remainder"):
+        ShardDataModule(make_shards(8, per_shard=4), remainder="none")
