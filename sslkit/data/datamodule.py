@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 import lightning.pytorch as pl
+import torch
 from torch.utils.data import DataLoader
 
 from sslkit.data.collate import pil_to_tensor, single_view
@@ -41,7 +42,7 @@ class ShardDataModule(pl.LightningDataModule):
         seed: base seed of the shard order and shuffle buffers.
         remainder: ``"drop"`` (default: the last ``< world_size * batch`` samples of each shuffled epoch
             are unused) or ``"pad"`` (repeat up to that many); see :mod:`sslkit.data.plan`.
-        pin_memory: pin batches in host memory.
+        pin_memory: pin batches in host memory (only when CUDA is available).
         persistent_workers: keep workers alive across epochs.
         prefetch_factor: batches prefetched per worker.
     """
@@ -99,7 +100,7 @@ class ShardDataModule(pl.LightningDataModule):
         return ShardLoader(
             self._train_stream,
             num_workers=self.num_workers,
-            pin_memory=self.pin_memory,
+            pin_memory=self.pin_memory and torch.cuda.is_available(),
             persistent_workers=self.persistent_workers,
             prefetch_factor=self.prefetch_factor,
             epoch_fn=self._trainer_epoch,
@@ -111,7 +112,7 @@ class ShardDataModule(pl.LightningDataModule):
             return []
         return build_eval_loader(
             self.val_shards, self.eval_transform, self.batch_size_per_device, self.num_workers,
-            pin_memory=self.pin_memory,
+            pin_memory=self.pin_memory and torch.cuda.is_available(),
         )
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
