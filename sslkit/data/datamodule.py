@@ -95,9 +95,7 @@ class ShardDataModule(pl.LightningDataModule):
             seed=self.seed,
             remainder=self.remainder,
         )
-        if self._state_to_load is not None:
-            self._train_stream.load_state_dict(self._state_to_load)
-        return ShardLoader(
+        loader = ShardLoader(
             self._train_stream,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory and torch.cuda.is_available(),
@@ -106,6 +104,10 @@ class ShardDataModule(pl.LightningDataModule):
             epoch_fn=self._trainer_epoch,
             state_fn=self.state_dict,
         )
+        if self._state_to_load is not None:  # restored before the loader existed
+            self._train_stream.load_state_dict(self._state_to_load)
+            self._state_to_load = None
+        return loader
 
     def val_dataloader(self) -> DataLoader | list:
         if self.val_shards is None:

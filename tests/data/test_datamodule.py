@@ -103,3 +103,16 @@ def test_val_dataloader_yields_eval_batches(make_shards: MakeShards) -> None:
 def test_remainder_policy_validated(make_shards: MakeShards) -> None:
     with pytest.raises(ValueError, match="remainder"):
         ShardDataModule(make_shards(8, per_shard=4), remainder="none")
+
+
+def test_state_loaded_before_loader_exists(make_shards: MakeShards, caplog: pytest.LogCaptureFixture) -> None:
+    shards = make_shards(40, per_shard=10)
+    reference = [b["key"] for b in _datamodule(shards).train_dataloader()]
+    source = _datamodule(shards)
+    source.train_dataloader()
+    state = {**source.state_dict(), "epoch": 0, "batches_consumed": 4}  # as Lightning restores it
+    dm = _datamodule(shards)
+    dm.load_state_dict(state)
+    with caplog.at_level("WARNING"):
+        resumed = [b["key"] for b in dm.train_dataloader()]
+    assert resumed == reference[4:] and "does not match" not in caplog.text
