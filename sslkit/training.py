@@ -60,9 +60,9 @@ def resolve_resume(resume: str, checkpoint_dir: Path) -> str | None:
     return resume
 
 
-def run_pretrain(args: list[str], run_dir: Path, resume: str = "auto") -> int:
-    """Parse ``args`` (``--config merged.yaml`` + dotted overrides) and fit."""
-    cli = SSLCLI(
+def build_cli(args: list[str], run_dir: Path) -> SSLCLI:
+    """Parse and instantiate model, data and trainer from ``args`` without running anything."""
+    return SSLCLI(
         SSLObjective,
         LightningDataModule,
         subclass_mode_model=True,
@@ -73,6 +73,11 @@ def run_pretrain(args: list[str], run_dir: Path, resume: str = "auto") -> int:
         save_config_kwargs={"overwrite": True},
         auto_configure_optimizers=False,
     )
+
+
+def run_pretrain(args: list[str], run_dir: Path, resume: str = "auto") -> int:
+    """Parse ``args`` (``--config merged.yaml`` + dotted overrides) and fit."""
+    cli = build_cli(args, run_dir)
     ckpt_path = resolve_resume(resume, Path(cli.config.checkpoint.dirpath))
     if ckpt_path:
         log.warning("resuming from %s", ckpt_path)
