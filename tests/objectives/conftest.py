@@ -1,0 +1,43 @@
+"""Fixtures for objective tests: a few real digits written to shards, and a two-step CPU fit."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import lightning as L
+import pytest
+
+from sslkit.data import ImageSource, ShardDataModule, open_source, write_shards
+
+
+@pytest.fixture(scope="session")
+def digit_shards(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """64 real 32-px digits in two shards (the shard directory holds manifest.json)."""
+    out = tmp_path_factory.mktemp("digit_shards")
+    source = open_source("digits", split="train", size=32)
+    samples = [s for _, s in zip(range(64), source)]
+    first64 = ImageSource(source.name, source.class_names, len(samples), lambda: iter(samples))
+    write_shards(first64, out, prefix="digits", max_samples_per_shard=32, progress=False)
+    return out
+
+
+@pytest.fixture
+def fit_steps(digit_shards: Path, tmp_path: Path) -> Callable[..., L.Trainer]:
+    """``fit_steps(model, transform, collate_fn=None, steps=2, batch_size=8)`` runs a real CPU fit."""
+
+    def run(model: L.LightningModule, transform: Callable, collate_fn: Callable | None = None, steps: int = 2,
+            batch_size: int = 8) -> L.Trainer:
+        dm = ShardDataModule(
+            digit_shards, batch_size_per_device=batch_size, num_workers=0, train_transform=transform,
+            collate_fn=collate_fn, shuffle_buffer=16, persistent_workers=False, pin_memory=False,
+        )
+        trainer = L.Trainer(
+            accelerator="cpu", devices=1, max_steps=steps, max_epochs=1, logger=False,
+            enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+            default_root_dir=tmp_path,
+        )
+        trainer.fit(model, datamodule=dm)
+        return trainer
+
+    return run
