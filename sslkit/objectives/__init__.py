@@ -2,6 +2,7 @@
 
 from sslkit.objectives.base import SSLObjective
 from sslkit.objectives.loading import load_objective
+from sslkit.objectives.mocov3 import MoCoV3
 from sslkit.objectives.simclr import SimCLR
 
-__all__ = ["SSLObjective", "SimCLR", "load_objective"]
+__all__ = ["MoCoV3", "SSLObjective", "SimCLR", "load_objective"]

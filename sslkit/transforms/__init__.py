@@ -1,5 +1,7 @@
 """View generation for pretraining and preprocessing for evaluation."""
 
+from sslkit.transforms.byol import BYOLViews
+from sslkit.transforms.multicrop import MultiCropViews
 from sslkit.transforms.views import IMAGENET_MEAN, IMAGENET_STD, EvalTransform, SimCLRViews
 
-__all__ = ["SimCLRViews", "EvalTransform", "IMAGENET_MEAN", "IMAGENET_STD"]
+__all__ = ["BYOLViews", "MultiCropViews", "SimCLRViews", "EvalTransform", "IMAGENET_MEAN", "IMAGENET_STD"]
