@@ -1,8 +1,9 @@
 """Objectives: one LightningModule per method."""
 
 from sslkit.objectives.base import SSLObjective
+from sslkit.objectives.byol import BYOL
 from sslkit.objectives.loading import load_objective
 from sslkit.objectives.mocov3 import MoCoV3
 from sslkit.objectives.simclr import SimCLR
 
-__all__ = ["MoCoV3", "SSLObjective", "SimCLR", "load_objective"]
+__all__ = ["BYOL", "MoCoV3", "SSLObjective", "SimCLR", "load_objective"]
