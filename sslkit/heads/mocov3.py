@@ -11,7 +11,9 @@ from lightly.models.modules.heads import ProjectionHead
 from torch import nn
 
 
-def mocov3_mlp(num_layers: int, input_dim: int, hidden_dim: int, output_dim: int, last_bn: bool = True) -> ProjectionHead:
+def mocov3_mlp(
+    num_layers: int, input_dim: int, hidden_dim: int, output_dim: int, last_bn: bool = True
+) -> ProjectionHead:
     """``num_layers`` bias-free linears; BN + ReLU between them; optional affine-free BN at the end.
 
     Paper setup: projector ``num_layers=3`` (ViT) or 2 (ResNet); predictor 2 layers, ``last_bn``

@@ -14,7 +14,9 @@ from lightly.utils import dist
 from sslkit.losses.shapes import check_pair
 
 
-def mocov3_loss(q: torch.Tensor, k: torch.Tensor, temperature: float = 0.2, gather_distributed: bool = True) -> torch.Tensor:
+def mocov3_loss(
+    q: torch.Tensor, k: torch.Tensor, temperature: float = 0.2, gather_distributed: bool = True
+) -> torch.Tensor:
     """InfoNCE of queries ``q`` against keys ``k`` gathered from every rank, times ``2 T``.
 
     Args:

@@ -1,9 +1,11 @@
 """Objectives: one LightningModule per method."""
 
+from sslkit.objectives.barlowtwins import BarlowTwins
 from sslkit.objectives.base import SSLObjective
 from sslkit.objectives.byol import BYOL
 from sslkit.objectives.loading import load_objective
 from sslkit.objectives.mocov3 import MoCoV3
 from sslkit.objectives.simclr import SimCLR
+from sslkit.objectives.vicreg import VICReg
 
-__all__ = ["BYOL", "MoCoV3", "SSLObjective", "SimCLR", "load_objective"]
+__all__ = ["BarlowTwins", "VICReg", "BYOL", "MoCoV3", "SSLObjective", "SimCLR", "load_objective"]

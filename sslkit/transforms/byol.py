@@ -47,7 +47,9 @@ class BYOLViews:
         std: Sequence[float] = IMAGENET_STD,
     ) -> None:
         if len(blur_probs) != 2 or len(solarize_probs) != 2:
-            raise ValueError(f"blur_probs and solarize_probs take one value per view, got {blur_probs}, {solarize_probs}")
+            raise ValueError(
+                f"blur_probs and solarize_probs take one value per view, got {blur_probs}, {solarize_probs}"
+            )
         common = dict(
             input_size=input_size,
             cj_prob=cj_prob,

@@ -15,7 +15,9 @@ from sslkit.transforms import BYOLViews
 TINY_VIT = {"img_size": 32, "patch_size": 8, "depth": 2, "embed_dim": 48, "num_heads": 3}
 
 
-def _official_build_mlp(num_layers: int, input_dim: int, mlp_dim: int, output_dim: int, last_bn: bool = True) -> nn.Sequential:
+def _official_build_mlp(
+    num_layers: int, input_dim: int, mlp_dim: int, output_dim: int, last_bn: bool = True
+) -> nn.Sequential:
     """``MoCo._build_mlp`` from the official ``moco/builder.py``."""
     mlp: list[nn.Module] = []
     for layer in range(num_layers):
