@@ -11,6 +11,9 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
+from sslkit.distributed.checkpoint_io import recover_checkpoint
+from sslkit.distributed.environment import trainer_callbacks, trainer_plugins
+from sslkit.distributed.preemption import EXIT_PREEMPTED, Preempted
 from sslkit.objectives.base import SSLObjective
 
 log = logging.getLogger(__name__)
@@ -45,6 +48,9 @@ class SSLCLI(LightningCLI):
                 CSVLogger(self.run_dir, name="", version=""),
                 TensorBoardLogger(self.run_dir, name="tb", version=""),
             ]
+        # Atomic checkpoint writes, SLURM without Lightning's in-handler requeue, preemption callback.
+        kwargs["plugins"] = trainer_plugins(self.config_init.trainer.get("plugins"))
+        kwargs["callbacks"] = trainer_callbacks(self.config_init.trainer.get("callbacks"))
         return super().instantiate_trainer(**kwargs)
 
 
@@ -53,7 +59,7 @@ def resolve_resume(resume: str, checkpoint_dir: Path) -> str | None:
     if resume == "never":
         return None
     if resume == "auto":
-        last = checkpoint_dir / "last.ckpt"
+        last = recover_checkpoint(checkpoint_dir / "last.ckpt")  # a DeepSpeed folder swap cut short
         return str(last) if last.exists() else None
     if not Path(resume).exists():
         raise FileNotFoundError(f"--resume {resume}: no such checkpoint")
@@ -76,10 +82,17 @@ def build_cli(args: list[str], run_dir: Path) -> SSLCLI:
 
 
 def run_pretrain(args: list[str], run_dir: Path, resume: str = "auto") -> int:
-    """Parse ``args`` (``--config merged.yaml`` + dotted overrides) and fit."""
+    """Parse ``args`` (``--config merged.yaml`` + dotted overrides) and fit.
+
+    Returns 0, or ``EXIT_PREEMPTED`` after a preemption signal was turned into a checkpoint.
+    """
     cli = build_cli(args, run_dir)
     ckpt_path = resolve_resume(resume, Path(cli.config.checkpoint.dirpath))
     if ckpt_path:
         log.warning("resuming from %s", ckpt_path)
-    cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=ckpt_path)
+    try:
+        cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=ckpt_path)
+    except Preempted as stop:
+        log.warning("%s", stop)
+        return EXIT_PREEMPTED
     return 0

@@ -1,0 +1,84 @@
+"""Atomic checkpoint writes: a checkpoint path holds either the previous complete checkpoint or the new one.
+
+A job killed while writing (``kill -9``, SLURM's SIGKILL after ``KillWait``, a node failure) must not
+leave a torn ``last.ckpt`` that the requeued job then fails to load. Files are written to a temporary
+name in the same folder, flushed to disk and renamed over the target (``rename`` is atomic on POSIX
+filesystems, Lustre and GPFS included). DeepSpeed checkpoints are folders, which ``rename`` cannot
+replace atomically: they are written to ``<path>.tmp`` and swapped in with two renames, and
+:func:`recover_checkpoint` repairs a kill between the two.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.fabric.utilities.types import _PATH
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+TMP_SUFFIX = ".tmp"
+OLD_SUFFIX = ".old"
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's ``TorchCheckpointIO`` with temp-file + ``fsync`` + rename writes for local paths."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: _PATH, storage_options: Any | None = None) -> None:
+        if "://" in str(path):  # remote (fsspec) storage has its own semantics
+            super().save_checkpoint(checkpoint, path, storage_options)
+            return
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}{TMP_SUFFIX}-{os.getpid()}")
+        try:
+            with open(tmp, "wb") as f:
+                torch.save(checkpoint, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+            _fsync_dir(path.parent)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+
+def replace_dir(src: Path, dst: Path) -> None:
+    """Move the complete folder ``src`` to ``dst``, replacing a previous ``dst``."""
+    old = dst.with_name(dst.name + OLD_SUFFIX)
+    shutil.rmtree(old, ignore_errors=True)
+    if dst.exists():
+        os.replace(dst, old)
+    os.replace(src, dst)  # a kill between the two renames is repaired by recover_checkpoint
+    _fsync_dir(dst.parent)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def recover_checkpoint(path: str | Path) -> Path:
+    """Repair a folder checkpoint whose swap in :func:`replace_dir` was interrupted; returns ``path``.
+
+    ``<path>.old`` exists without ``<path>`` only between the two renames, when ``<path>.tmp`` is
+    already complete (it is renamed only after every rank finished writing).
+    """
+    path = Path(path)
+    old, tmp = path.with_name(path.name + OLD_SUFFIX), path.with_name(path.name + TMP_SUFFIX)
+    if not path.exists() and old.is_dir():
+        try:
+            os.replace(tmp if tmp.is_dir() else old, path)
+        except FileNotFoundError:  # another rank repaired it first
+            pass
+    return path
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

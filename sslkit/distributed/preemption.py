@@ -1,0 +1,115 @@
+"""Preemption: on SLURM's warning signal, checkpoint at a step boundary on every rank, requeue, stop.
+
+SLURM sends ``--signal=USR1@<s>`` ``s`` seconds before the time limit (and ``scancel --signal=USR1``
+sends it on demand). Lightning's own SLURM handler saves an ``hpc_ckpt_*.ckpt`` *inside the signal
+handler*, i.e. in the middle of whatever the rank was doing: ranks receive the signal at different
+moments, so under DDP the save's collectives can interleave with a training step's (a hang), and a
+checkpoint taken mid-step disagrees with the data stream's count of consumed batches (a lost or
+repeated batch). :class:`PreemptionCheckpoint` instead only records the signal; at the end of the
+next training step all ranks agree through one boolean all-reduce (Lightning's
+``strategy.reduce_boolean_decision``) and save the *same* checkpoint Lightning's ``ModelCheckpoint``
+writes and ``sslkit pretrain --resume auto`` reads, ``<run_dir>/checkpoints/last.ckpt``, so there is
+one resume path, not two. The data module's stream position is part of that checkpoint.
+Rank 0 then runs ``scontrol requeue`` and every rank raises :class:`Preempted`;
+``sslkit pretrain`` exits with :data:`EXIT_PREEMPTED`.
+
+Outside SLURM the same signal (``kill -USR1``) checkpoints and stops; under ``torchrun
+--max-restarts`` the non-zero exit makes the agent restart the workers, which resume.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import threading
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import lightning.pytorch as pl
+from lightning.fabric.plugins.environments import SLURMEnvironment
+from lightning.pytorch.callbacks import Checkpoint, ModelCheckpoint
+
+log = logging.getLogger(__name__)
+
+EXIT_PREEMPTED = 75  # EX_TEMPFAIL: stopped early on purpose, run again to continue
+
+
+class Preempted(Exception):
+    """Raised on every rank after the preemption checkpoint is written (and the job requeued)."""
+
+    def __init__(self, checkpoint: Path, requeued: bool) -> None:
+        super().__init__(f"preempted: checkpoint {checkpoint}" + (", job requeued" if requeued else ""))
+        self.checkpoint = checkpoint
+        self.requeued = requeued
+
+
+class PreemptionCheckpoint(Checkpoint):
+    """Turn a preemption signal into a checkpoint at the next step boundary, then requeue and stop.
+
+    A :class:`~lightning.pytorch.callbacks.Checkpoint`, so Lightning runs it after every other
+    callback's ``on_train_batch_end`` (the sample-key log has recorded the step before it is saved).
+
+    Args:
+        signum: signal name or number to handle (SLURM sbatch templates send ``USR1``).
+        requeue: run ``scontrol requeue $SLURM_JOB_ID`` (rank 0) when inside a SLURM job.
+    """
+
+    def __init__(self, signum: str | int = "SIGUSR1", requeue: bool = True) -> None:
+        self.signum = signal.Signals[signum] if isinstance(signum, str) else signal.Signals(signum)
+        self.requeue = requeue
+        self.requested = False
+        self._previous: Any = None
+
+    @property
+    def state_key(self) -> str:
+        return "PreemptionCheckpoint"
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        # Registered before any DataLoader worker is forked, so workers inherit a harmless handler
+        # instead of SIGUSR1's default action (terminate) when SLURM signals the whole process tree.
+        if threading.current_thread() is threading.main_thread() and self._previous is None:
+            self._previous = signal.signal(self.signum, self._on_signal)
+
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if self._previous is not None and threading.current_thread() is threading.main_thread():
+            signal.signal(self.signum, self._previous)
+            self._previous = None
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        self.requested = True  # only a flag: the work happens at the step boundary
+
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        if not trainer.strategy.reduce_boolean_decision(self.requested, all=False):
+            return
+        path = last_checkpoint_path(trainer)
+        log.warning("preemption signal: saving %s at step %d", path, trainer.global_step)
+        trainer.save_checkpoint(path)
+        trainer.strategy.barrier("preemption-saved")
+        # No collective after this point: the requeue makes SLURM send SIGTERM to every rank.
+        requeued = self.requeue and SLURMEnvironment.detect() and trainer.is_global_zero and requeue_slurm_job()
+        raise Preempted(path, bool(requeued))
+
+
+def last_checkpoint_path(trainer: pl.Trainer) -> Path:
+    """The ``last.ckpt`` of the trainer's ``ModelCheckpoint`` (``<default_root_dir>/checkpoints`` without one)."""
+    for callback in trainer.checkpoint_callbacks:
+        if isinstance(callback, ModelCheckpoint) and callback.dirpath is not None:
+            return Path(callback.dirpath) / f"{callback.CHECKPOINT_NAME_LAST}{callback.FILE_EXTENSION}"
+    return Path(trainer.default_root_dir) / "checkpoints" / "last.ckpt"
+
+
+def requeue_slurm_job() -> bool:
+    """``scontrol requeue`` this job (or array task); the job needs ``--requeue``. Returns success."""
+    array_job = os.environ.get("SLURM_ARRAY_JOB_ID")
+    job = f"{array_job}_{os.environ['SLURM_ARRAY_TASK_ID']}" if array_job else os.environ["SLURM_JOB_ID"]
+    result = subprocess.run(["scontrol", "requeue", job], capture_output=True, text=True)
+    if result.returncode != 0:
+        log.error("scontrol requeue %s failed: %s", job, result.stderr.strip())
+        return False
+    log.warning("requeued SLURM job %s", job)
+    return True
