@@ -3,5 +3,6 @@
 from sslkit.losses.barlowtwins import barlow_twins_loss
 from sslkit.losses.byol import byol_loss
 from sslkit.losses.mocov3 import mocov3_loss
+from sslkit.losses.tico import TiCoLoss
 
-__all__ = ["barlow_twins_loss", "byol_loss", "mocov3_loss"]
+__all__ = ["TiCoLoss", "barlow_twins_loss", "byol_loss", "mocov3_loss"]
