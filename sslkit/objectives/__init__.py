@@ -3,10 +3,11 @@
 from sslkit.objectives.barlowtwins import BarlowTwins
 from sslkit.objectives.base import SSLObjective
 from sslkit.objectives.byol import BYOL
+from sslkit.objectives.dino import DINO
 from sslkit.objectives.loading import load_objective
 from sslkit.objectives.mocov3 import MoCoV3
 from sslkit.objectives.simclr import SimCLR
 from sslkit.objectives.tico import TiCo
 from sslkit.objectives.vicreg import VICReg
 
-__all__ = ["TiCo", "BarlowTwins", "VICReg", "BYOL", "MoCoV3", "SSLObjective", "SimCLR", "load_objective"]
+__all__ = ["DINO", "TiCo", "BarlowTwins", "VICReg", "BYOL", "MoCoV3", "SSLObjective", "SimCLR", "load_objective"]
