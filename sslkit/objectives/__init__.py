@@ -10,4 +10,14 @@ from sslkit.objectives.simclr import SimCLR
 from sslkit.objectives.tico import TiCo
 from sslkit.objectives.vicreg import VICReg
 
-__all__ = ["DINO", "TiCo", "BarlowTwins", "VICReg", "BYOL", "MoCoV3", "SSLObjective", "SimCLR", "load_objective"]
+__all__ = [
+    "BarlowTwins",
+    "BYOL",
+    "DINO",
+    "MoCoV3",
+    "SimCLR",
+    "SSLObjective",
+    "TiCo",
+    "VICReg",
+    "load_objective",
+]
