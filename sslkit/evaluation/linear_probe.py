@@ -76,13 +76,33 @@ class LinearProbeGrid(nn.Module):
         return F.cross_entropy(logits.transpose(1, 2), targets, reduction="none").mean(0).sum()
 
     @torch.no_grad()
-    def sgd_step(self, lr_factor: float) -> None:
-        """One SGD-momentum step of every head; ``lr_factor`` is the schedule's multiplier."""
-        lr = self.lr * lr_factor
-        for i, (param, decay) in enumerate(((self.weight, True), (self.bias, False))):
-            grad = param.grad + (self.wd[:, None] * param if decay else 0.0)
-            self._velocity[i].mul_(self.momentum).add_(grad)
-            param.sub_(lr[:, None] * self._velocity[i])
+    def gradients(self, feats: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Gradients of :meth:`loss` in closed form: ``(softmax - onehot) / B`` through the GEMM.
+
+        Same numbers as autograd with a third of the kernel launches, which matters on a busy CPU
+        where every parallel op waits for a descheduled thread.
+        """
+        num = feats.shape[0]
+        grad = torch.softmax(self(feats), dim=-1)  # (B, H, C)
+        grad.sub_(F.one_hot(labels, self.num_classes).to(grad.dtype)[:, None, :]).div_(num)
+        grad_weight = (feats.T @ grad.view(num, -1)).view_as(self.weight)  # (D, H, C)
+        return grad_weight, grad.sum(0)
+
+    @torch.no_grad()
+    def sgd_step(self, lr_factor: float, grads: tuple[torch.Tensor, torch.Tensor] | None = None) -> None:
+        """One SGD-momentum step of every head (PyTorch's SGD update, per-head lr and decay).
+
+        Args:
+            lr_factor: the schedule's multiplier of each head's learning rate.
+            grads: ``(d weight, d bias)``; default: the ``.grad`` autograd left.
+        """
+        grads = grads or (self.weight.grad, self.bias.grad)
+        lr = (self.lr * lr_factor)[:, None]  # (H, 1): broadcasts over (D, H, C) and (H, C)
+        for i, (param, grad) in enumerate(zip((self.weight, self.bias), grads)):
+            velocity = self._velocity[i].mul_(self.momentum).add_(grad)
+            if i == 0:  # weight decay on weights only
+                velocity.addcmul_(param, self.wd[:, None])
+            param.addcmul_(velocity, lr, value=-1.0)
 
     def fit(
         self, feats: torch.Tensor, labels: torch.Tensor, epochs: int, batch_size: int, seed: int = 0
@@ -97,9 +117,8 @@ class LinearProbeGrid(nn.Module):
             if step % steps_per_epoch == 0:
                 order = torch.randperm(num, generator=generator).to(feats.device)
             idx = order[(step % steps_per_epoch) * batch_size :][:batch_size]
-            self.zero_grad(set_to_none=True)
-            self.loss(feats[idx], labels[idx]).backward()
-            self.sgd_step(0.5 * (1.0 + math.cos(math.pi * step / total)))
+            grads = self.gradients(feats[idx], labels[idx])
+            self.sgd_step(0.5 * (1.0 + math.cos(math.pi * step / total)), grads)
         return self
 
     @torch.no_grad()

@@ -79,3 +79,14 @@ def test_logistic_regression_mode():
     xt, yt = clustered(200, seed=4)
     result = logistic_regression_probe(x, y, xt, yt, cs=(1e-4, 1.0))
     assert result["best"]["C"] == 1.0 and result["best"]["test_top1"] > 85.0
+
+
+def test_closed_form_gradients_equal_autograd():
+    x, y = clustered(100)
+    x, y = torch.from_numpy(x), torch.from_numpy(y)
+    grid = LinearProbeGrid(24, 5, (0.1, 1.0), (0.0, 1e-3), seed=1)
+    grid.weight.data += 0.1 * torch.randn_like(grid.weight)  # heads differ, logits non-trivial
+    grid.loss(x, y).backward()
+    grad_weight, grad_bias = grid.gradients(x, y)
+    torch.testing.assert_close(grad_weight, grid.weight.grad, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(grad_bias, grid.bias.grad, rtol=1e-4, atol=1e-6)
