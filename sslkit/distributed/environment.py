@@ -17,15 +17,39 @@ checkpoint writes, Lightning's SLURM environment *without* its in-handler auto-r
 
 from __future__ import annotations
 
+import logging
 import signal
 from typing import Any
 
+import torch.distributed as dist
 from lightning.fabric.plugins.environments import ClusterEnvironment, SLURMEnvironment
 from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.plugins import TorchSyncBatchNorm
 from lightning.pytorch.plugins.io import CheckpointIO
+from torch import nn
 
 from sslkit.distributed.checkpoint_io import AtomicCheckpointIO
 from sslkit.distributed.preemption import PreemptionCheckpoint
+
+
+log = logging.getLogger(__name__)
+
+
+class SyncBatchNormOnGPU(TorchSyncBatchNorm):
+    """``sync_batchnorm`` where PyTorch supports it: NCCL process groups (GPUs).
+
+    PyTorch's DDP rejects ``SyncBatchNorm`` on CPU modules ("SyncBatchNorm layers only work with GPU
+    modules"), so with gloo the BatchNorm layers stay per-rank (statistics over the local batch) and
+    a warning says so. Used by ``recipes/_base/trainer/ddp.yaml`` so one layer serves CPUs and GPUs.
+    """
+
+    def apply(self, model: nn.Module) -> nn.Module:
+        if dist.is_available() and dist.is_initialized() and dist.get_backend() == "nccl":
+            return super().apply(model)
+        if any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+            log.warning("BatchNorm stays per-rank: PyTorch has no SyncBatchNorm for %s", dist.get_backend()
+                        if dist.is_initialized() else "a single process")
+        return model
 
 
 def _as_list(value: Any) -> list[Any]:

@@ -15,6 +15,7 @@ from lightning.pytorch.strategies import DDPStrategy
 
 from sslkit.config import load_recipes
 from sslkit.distributed import AtomicCheckpointIO, PreemptionCheckpoint
+from sslkit.distributed.environment import SyncBatchNormOnGPU
 from sslkit.distributed.zero import ZeROStrategy
 from sslkit.training import SSLCLI, build_cli
 
@@ -48,7 +49,7 @@ def test_ddp_layer(tmp_path: Path) -> None:
     strategy = cli.trainer.strategy
     assert isinstance(strategy, DDPStrategy)
     assert strategy._get_process_group_backend() == "gloo"  # nccl when the accelerator is CUDA
-    assert strategy._layer_sync is not None  # sync_batchnorm: SyncBatchNorm over all ranks
+    assert isinstance(strategy._layer_sync, SyncBatchNormOnGPU)  # SyncBatchNorm with NCCL only
     assert isinstance(strategy.checkpoint_io, AtomicCheckpointIO)
     assert any(isinstance(c, PreemptionCheckpoint) for c in cli.trainer.callbacks)
 
