@@ -4,7 +4,9 @@ from sslkit.objectives.barlowtwins import BarlowTwins
 from sslkit.objectives.base import SSLObjective
 from sslkit.objectives.byol import BYOL
 from sslkit.objectives.dino import DINO
+from sslkit.objectives.ijepa import IJEPA
 from sslkit.objectives.loading import load_objective
+from sslkit.objectives.mae import MAE
 from sslkit.objectives.mocov3 import MoCoV3
 from sslkit.objectives.simclr import SimCLR
 from sslkit.objectives.tico import TiCo
@@ -14,6 +16,8 @@ __all__ = [
     "BarlowTwins",
     "BYOL",
     "DINO",
+    "IJEPA",
+    "MAE",
     "MoCoV3",
     "SimCLR",
     "SSLObjective",

@@ -1,7 +1,8 @@
 """View generation for pretraining and preprocessing for evaluation."""
 
 from sslkit.transforms.byol import BYOLViews
+from sslkit.transforms.mask_views import MaskedImageViews
 from sslkit.transforms.multicrop import MultiCropViews
 from sslkit.transforms.views import IMAGENET_MEAN, IMAGENET_STD, EvalTransform, SimCLRViews
 
-__all__ = ["BYOLViews", "MultiCropViews", "SimCLRViews", "EvalTransform", "IMAGENET_MEAN", "IMAGENET_STD"]
+__all__ = ["BYOLViews", "MaskedImageViews", "MultiCropViews", "SimCLRViews", "EvalTransform", "IMAGENET_MEAN", "IMAGENET_STD"]

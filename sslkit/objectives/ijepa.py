@@ -1,0 +1,88 @@
+"""I-JEPA: Assran et al., 2023, "Self-Supervised Learning from Images with a Joint-Embedding
+Predictive Architecture"."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import torch
+
+from sslkit.backbones import IJEPAPredictor, create_backbone
+from sslkit.losses.ijepa import ijepa_loss, ijepa_targets
+from sslkit.objectives.base import SSLObjective
+from sslkit.objectives.ema import make_teacher, update_momentum
+from sslkit.optim.schedules import cosine_increase
+
+
+class IJEPA(SSLObjective):
+    """Context encoder on the context block only, narrow predictor, EMA target encoder.
+
+    Reads ``views[0]`` and the masks of :class:`sslkit.masking.MultiBlockMaskCollator`
+    (``masks_context``, ``masks_context_lens``, ``masks_target``).
+
+    Args:
+        backbone: A ViT name (sslkit's ``VisionTransformer``: the encoder must keep tokens).
+        backbone_kwargs: ``create_backbone`` kwargs (``img_size``, ``patch_size``, ``class_token``...).
+        predictor_embed_dim: Predictor width (paper: 384 for ViT-H, i.e. narrower than the encoder).
+        predictor_depth: Predictor blocks (paper: 12 for ViT-H; 6 for ViT-B in lightly's example).
+        predictor_num_heads: Predictor attention heads.
+        loss: ``"smooth_l1"`` (authors' code) or ``"l2"`` (paper's text).
+        momentum_start: EMA momentum at step 0, cosine-increased to ``momentum_end`` (0.996 → 1).
+        momentum_end: EMA momentum at the last step.
+        **kwargs: Optimisation settings of :class:`SSLObjective`.
+    """
+
+    def __init__(
+        self,
+        backbone: str = "vit_tiny_patch16_224",
+        backbone_kwargs: dict[str, Any] | None = None,
+        predictor_embed_dim: int = 384,
+        predictor_depth: int = 6,
+        predictor_num_heads: int = 12,
+        loss: Literal["smooth_l1", "l2"] = "smooth_l1",
+        momentum_start: float = 0.996,
+        momentum_end: float = 1.0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.save_hyperparameters()
+        self.backbone = create_backbone(backbone, **(backbone_kwargs or {}))
+        if not hasattr(self.backbone, "patch_embed"):
+            raise TypeError(f"I-JEPA needs a ViT backbone, got {backbone}")
+        self.teacher_backbone = make_teacher(self.backbone)
+        self.predictor = IJEPAPredictor(
+            num_patches=self.backbone.patch_embed.num_patches,
+            embed_dim=self.backbone.embed_dim,
+            predictor_embed_dim=predictor_embed_dim,
+            depth=predictor_depth,
+            num_heads=predictor_num_heads,
+            varlen=self.backbone.varlen,
+        )
+        self.loss_kind = loss
+        self.momentum_start, self.momentum_end = momentum_start, momentum_end
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.backbone(x)  # (B, D)
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        x = batch["views"][0]
+        context, context_lens, targets = batch["masks_context"], batch.get("masks_context_lens"), batch["masks_target"]
+        B, M, _ = targets.shape
+        P = self.backbone.num_prefix_tokens
+        m = cosine_increase(self.global_step, self.total_steps(), self.momentum_start, self.momentum_end)
+        update_momentum(self.backbone, self.teacher_backbone, m)
+
+        with torch.no_grad():
+            h = ijepa_targets(self.teacher_backbone.forward_features(x)[:, P:], targets)  # (B*M, Kt, D)
+        z = self.backbone.forward_features(x, keep=context, keep_lens=context_lens)[:, P:]  # (B, Kc, D)
+        p = self.predictor(  # each image's context predicts each of its M target blocks
+            z.repeat_interleave(M, 0),
+            context.repeat_interleave(M, 0),
+            targets.flatten(0, 1),
+            context_lens=context_lens.repeat_interleave(M, 0) if context_lens is not None else None,
+        )  # (B*M, Kt, D)
+        loss = ijepa_loss(p, h, self.loss_kind)
+
+        self.log("train/loss", loss, prog_bar=True, batch_size=B)
+        self.log("train/ema_momentum", m, batch_size=B)
+        return loss
