@@ -7,13 +7,14 @@ and ``masks_target`` (what the loss scores).
 
 from sslkit.masking.multiblock import MultiBlockMaskCollator, sample_block_size, sample_multiblock_masks
 from sslkit.masking.random_masks import RandomMaskCollator, SimMIMMaskCollator, random_patch_masks, simmim_patch_masks
-from sslkit.masking.seeding import batch_generator, worker_id
+from sslkit.masking.seeding import batch_generator, batch_seed, worker_id
 
 __all__ = [
     "MultiBlockMaskCollator",
     "RandomMaskCollator",
     "SimMIMMaskCollator",
     "batch_generator",
+    "batch_seed",
     "random_patch_masks",
     "sample_block_size",
     "sample_multiblock_masks",

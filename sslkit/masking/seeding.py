@@ -17,13 +17,18 @@ import torch
 from torch.utils.data import get_worker_info
 
 
-def batch_generator(seed: int, keys: Sequence[str]) -> torch.Generator:
-    """A CPU ``torch.Generator`` seeded from ``seed`` and the batch's sample keys."""
+def batch_seed(seed: int, keys: Sequence[str]) -> int:
+    """A 63-bit seed from ``seed`` and the batch's sample keys."""
     if not keys:
-        raise ValueError("a masking collator needs the samples' 'key' entries to seed its generator")
+        raise ValueError("a seeded collator needs the samples' 'key' entries to seed its generator")
     digest = zlib.crc32("\x1f".join(keys).encode("utf-8"))
     state = np.random.SeedSequence([seed & 0xFFFFFFFF, digest, len(keys)]).generate_state(2, dtype=np.uint32)
-    return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
+    return (int(state[0]) & 0x7FFFFFFF) << 32 | int(state[1])
+
+
+def batch_generator(seed: int, keys: Sequence[str]) -> torch.Generator:
+    """A CPU ``torch.Generator`` seeded with :func:`batch_seed`."""
+    return torch.Generator().manual_seed(batch_seed(seed, keys))
 
 
 def worker_id() -> int:

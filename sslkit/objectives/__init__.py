@@ -3,6 +3,7 @@
 from sslkit.objectives.barlowtwins import BarlowTwins
 from sslkit.objectives.base import SSLObjective
 from sslkit.objectives.byol import BYOL
+from sslkit.objectives.care import CARE
 from sslkit.objectives.dino import DINO
 from sslkit.objectives.ijepa import IJEPA
 from sslkit.objectives.loading import load_objective
@@ -15,6 +16,7 @@ from sslkit.objectives.vicreg import VICReg
 __all__ = [
     "BarlowTwins",
     "BYOL",
+    "CARE",
     "DINO",
     "IJEPA",
     "MAE",

@@ -3,6 +3,7 @@
 from sslkit.transforms.byol import BYOLViews
 from sslkit.transforms.mask_views import MaskedImageViews
 from sslkit.transforms.multicrop import MultiCropViews
+from sslkit.transforms.shared_augment import SharedAugmentCollator, WithOriginal
 from sslkit.transforms.views import IMAGENET_MEAN, IMAGENET_STD, EvalTransform, SimCLRViews
 
-__all__ = ["BYOLViews", "MaskedImageViews", "MultiCropViews", "SimCLRViews", "EvalTransform", "IMAGENET_MEAN", "IMAGENET_STD"]
+__all__ = ["BYOLViews", "MaskedImageViews", "MultiCropViews", "SharedAugmentCollator", "SimCLRViews", "EvalTransform", "IMAGENET_MEAN", "IMAGENET_STD", "WithOriginal"]
