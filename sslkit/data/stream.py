@@ -92,6 +92,8 @@ class ShardStream(IterableDataset):
         self.shard_set = resolve_shards(shards)
         self.batch_size = batch_size
         self.transform = transform or pil_to_tensor
+        # A transform that only needs the image at a given size says so (``UInt8Image.decode_size``).
+        self._draft_size: tuple[int, int] | None = getattr(self.transform, "decode_size", None)
         self.collate_fn = collate_fn or collate_samples
         self.shuffle = shuffle
         self.shuffle_buffer = shuffle_buffer
@@ -242,6 +244,8 @@ class ShardStream(IterableDataset):
             if data is None:
                 raise ValueError("no image member")
             with Image.open(io.BytesIO(data)) as encoded:
+                if self._draft_size is not None and encoded.format == "JPEG":
+                    encoded.draft("RGB", self._draft_size)  # DCT-domain downscale: decode only what is used
                 image = encoded.convert("RGB")
             label = int(raw["cls"]) if "cls" in raw else -1
         except Exception as exc:  # corrupt data must not end the run
