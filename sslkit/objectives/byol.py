@@ -12,6 +12,7 @@ from sslkit.backbones import create_backbone
 from sslkit.losses import byol_loss
 from sslkit.objectives.base import SSLObjective
 from sslkit.objectives.ema import make_teacher, update_momentum
+from sslkit.objectives.rotation import build_aux_loss
 from sslkit.optim.schedules import cosine_increase
 
 
@@ -25,6 +26,8 @@ class BYOL(SSLObjective):
         proj_output_dim: Output width of projector and predictor (256 in the paper).
         ema_momentum: Target momentum at step 0 (0.996 on ImageNet, 0.99 on CIFAR); cosine-increased.
         ema_momentum_end: Target momentum at the last step.
+        aux_loss: Optional auxiliary loss on the online backbone (see ``SimCLR``); off by default.
+        aux_weight: Weight of the auxiliary loss.
         **kwargs: Optimisation settings of :class:`SSLObjective`.
     """
 
@@ -36,6 +39,8 @@ class BYOL(SSLObjective):
         proj_output_dim: int = 256,
         ema_momentum: float = 0.996,
         ema_momentum_end: float = 1.0,
+        aux_loss: dict[str, Any] | None = None,
+        aux_weight: float = 1.0,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -45,10 +50,11 @@ class BYOL(SSLObjective):
         self.prediction_head = BYOLPredictionHead(proj_output_dim, proj_hidden_dim, proj_output_dim)
         self.teacher_backbone = make_teacher(self.backbone)
         self.teacher_projection_head = make_teacher(self.projection_head)
+        self.aux_loss = build_aux_loss(aux_loss, self.backbone.num_features)
 
     def trainable_modules(self) -> dict[str, nn.Module]:
         return {"backbone": self.backbone, "projection_head": self.projection_head,
-                "prediction_head": self.prediction_head}
+                "prediction_head": self.prediction_head, **({"aux_loss": self.aux_loss} if self.aux_loss is not None else {})}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.backbone(x)  # (B, D)
@@ -64,6 +70,10 @@ class BYOL(SSLObjective):
             z_a, z_b = [self.teacher_projection_head(self.teacher_backbone(x)) for x in (x_a, x_b)]  # (B, P)
         p_a, p_b = [self.prediction_head(self.projection_head(self.backbone(x))) for x in (x_a, x_b)]  # (B, P)
         loss = byol_loss(p_a, z_b) + byol_loss(p_b, z_a)  # symmetrised, as the paper's L + L~
+        if self.aux_loss is not None:
+            aux = self.aux_loss(self.backbone, batch)
+            self.log("train/aux_loss", aux, batch_size=x_a.shape[0])
+            loss = loss + self.hparams.aux_weight * aux
         self.log("train/loss", loss, prog_bar=True, batch_size=x_a.shape[0])
         self.log("train/ema_momentum", m, batch_size=x_a.shape[0])
         return loss

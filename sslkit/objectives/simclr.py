@@ -10,6 +10,7 @@ from lightly.models.modules import SimCLRProjectionHead
 
 from sslkit.backbones import create_backbone
 from sslkit.objectives.base import SSLObjective
+from sslkit.objectives.rotation import build_aux_loss
 
 
 class SimCLR(SSLObjective):
@@ -23,6 +24,9 @@ class SimCLR(SSLObjective):
         proj_num_layers: Linear layers in the projection MLP (2 in SimCLR v1, 3 in v2).
         temperature: NT-Xent temperature (0.5 for CIFAR in the paper, 0.1-0.2 on ImageNet).
         gather_distributed: Gather negatives from all ranks with gradients (lightly's gather).
+        aux_loss: Optional auxiliary loss ``{"class_path": ..., "init_args": {...}}``, e.g. E-SSL's
+            ``sslkit.objectives.rotation.FourFoldRotation`` (see ``build_aux_loss``); off by default.
+        aux_weight: Weight of the auxiliary loss (E-SSL: 0.4 for SimCLR).
         **kwargs: Optimisation settings of :class:`SSLObjective`.
     """
 
@@ -35,6 +39,8 @@ class SimCLR(SSLObjective):
         proj_num_layers: int = 2,
         temperature: float = 0.5,
         gather_distributed: bool = True,
+        aux_loss: dict[str, Any] | None = None,
+        aux_weight: float = 1.0,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -44,6 +50,8 @@ class SimCLR(SSLObjective):
             self.backbone.num_features, proj_hidden_dim, proj_output_dim, num_layers=proj_num_layers
         )
         self.criterion = NTXentLoss(temperature=temperature, gather_distributed=gather_distributed)
+        self.aux_loss = build_aux_loss(aux_loss, self.backbone.num_features)
+        self.aux_weight = aux_weight
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.backbone(x)  # (B, D)
@@ -53,5 +61,9 @@ class SimCLR(SSLObjective):
         z = self.projection_head(self.backbone(torch.cat([x_a, x_b])))  # one pass over both views
         z_a, z_b = z.chunk(2)
         loss = self.criterion(z_a, z_b)
+        if self.aux_loss is not None:
+            aux = self.aux_loss(self.backbone, batch)
+            self.log("train/aux_loss", aux, batch_size=x_a.shape[0])
+            loss = loss + self.aux_weight * aux
         self.log("train/loss", loss, prog_bar=True, batch_size=x_a.shape[0])
         return loss
