@@ -10,6 +10,7 @@ from sslkit.objectives.loading import load_objective
 from sslkit.objectives.mae import MAE
 from sslkit.objectives.mocov3 import MoCoV3
 from sslkit.objectives.simclr import SimCLR
+from sslkit.objectives.simmim import SimMIM
 from sslkit.objectives.tico import TiCo
 from sslkit.objectives.vicreg import VICReg
 
@@ -22,6 +23,7 @@ __all__ = [
     "MAE",
     "MoCoV3",
     "SimCLR",
+    "SimMIM",
     "SSLObjective",
     "TiCo",
     "VICReg",
