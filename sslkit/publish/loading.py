@@ -1,0 +1,125 @@
+"""``sslkit.load_pretrained``: a published folder, Hub repository or sslkit checkpoint → a timm model.
+
+Safety: ``SHA256SUMS`` is verified before any weight is read; weights come from ``safetensors``
+(no code), and a pickled file (``.bin``, ``.pth``, ``.ckpt``) is only read with
+``torch.load(weights_only=True)``, and refused when that fails.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file
+from torch import nn
+
+from sslkit.publish.checksums import verify_sums
+from sslkit.publish.export import architecture_from_config, architecture_from_hparams, build_timm_model
+
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.pth")
+_REPO_ID = re.compile(r"^(hf-hub:|hf_hub:)?[A-Za-z0-9][\w.-]*/[\w.-]+(@[\w./-]+)?$")
+
+
+def read_weights(path: Path) -> dict[str, torch.Tensor]:
+    """Tensors from a ``.safetensors`` file, or a pickle readable with ``weights_only=True``."""
+    if path.suffix == ".safetensors":
+        return load_file(str(path))
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - re-raised with the reason users need
+        raise ValueError(
+            f"refusing to load {path}: it is not loadable with weights_only=True ({err}). sslkit never "
+            "unpickles arbitrary objects; publish the weights as safetensors."
+        ) from err
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(f"{path} does not hold a flat tensor state dict")
+    return state
+
+
+def _download(repo: str, revision: str | None) -> Path:
+    """A local snapshot of a Hub repository (``owner/name[@revision]``)."""
+    from huggingface_hub import snapshot_download
+
+    from sslkit.publish.hub import HubUnreachable, is_connection_error
+
+    repo = repo.split(":", 1)[1] if repo.startswith(("hf-hub:", "hf_hub:")) else repo
+    repo, _, at = repo.partition("@")
+    try:
+        return Path(snapshot_download(repo, revision=revision or at or None))
+    except Exception as err:  # noqa: BLE001
+        if is_connection_error(err):
+            raise HubUnreachable(f"could not reach the Hub to download {repo}: {err}") from err
+        raise
+
+
+def _from_folder(folder: Path, num_classes: int, verify: bool, kwargs: dict[str, Any]) -> nn.Module:
+    config_path = folder / "config.json"
+    if not config_path.is_file():
+        raise FileNotFoundError(f"{folder} has no config.json: not a published model folder")
+    weights = next((folder / n for n in WEIGHT_FILES if (folder / n).is_file()), None)
+    if weights is None:
+        raise FileNotFoundError(f"{folder} holds none of {WEIGHT_FILES}")
+    if verify:
+        verify_sums(folder, required=(config_path.name, weights.name))
+    config = json.loads(config_path.read_text())
+    arch = architecture_from_config(config)
+    model = build_timm_model(arch, **kwargs)
+    model.load_state_dict(read_weights(weights), strict=True)
+    pretrained_cfg = dict(config.get("pretrained_cfg") or {})
+    pretrained_cfg.update(architecture=arch.name, file=str(weights))
+    model.pretrained_cfg = pretrained_cfg
+    if num_classes:
+        model.reset_classifier(num_classes)
+    return model.eval()
+
+
+def _from_checkpoint(path: Path, num_classes: int, kwargs: dict[str, Any]) -> nn.Module:
+    from sslkit.objectives.loading import load_objective
+    from sslkit.publish.export import export_state_dict
+
+    objective = load_objective(path)  # weights-only; refuses anything else
+    arch = architecture_from_hparams(dict(objective.hparams))
+    model = build_timm_model(arch, **kwargs)
+    model.load_state_dict(export_state_dict(objective.eval_backbone()), strict=True)
+    if num_classes:
+        model.reset_classifier(num_classes)
+    return model.eval()
+
+
+def load_pretrained(
+    path_or_repo: str | Path,
+    num_classes: int = 0,
+    verify: bool = True,
+    revision: str | None = None,
+    **kwargs: Any,
+) -> nn.Module:
+    """A plain timm model with published sslkit weights.
+
+    Args:
+        path_or_repo: A folder written by ``sslkit publish``, its ``model.safetensors``, a Hub repository
+            id (``owner/name``, ``hf-hub:owner/name``), or an sslkit Lightning checkpoint (``.ckpt``:
+            its ``eval_backbone()``).
+        num_classes: ``0`` (default): headless, ``model(x)`` is pooled features; else a new classifier.
+        verify: Check ``SHA256SUMS`` first (default). Only turn off for folders you made yourself.
+        revision: Hub revision (branch, tag or commit).
+        **kwargs: Extra ``timm.create_model`` kwargs (e.g. ``dynamic_img_size=True``).
+
+    Raises:
+        sslkit.publish.ChecksumError: a file differs from ``SHA256SUMS`` (or is not listed).
+        ValueError: a pickled file that ``weights_only=True`` cannot read.
+    """
+    path = Path(path_or_repo)
+    if path.is_dir():
+        return _from_folder(path, num_classes, verify, kwargs)
+    if path.is_file():
+        if path.suffix == ".safetensors":
+            return _from_folder(path.parent, num_classes, verify, kwargs)
+        return _from_checkpoint(path, num_classes, kwargs)
+    if _REPO_ID.match(str(path_or_repo)) and not str(path_or_repo).startswith((".", "/")):
+        return _from_folder(_download(str(path_or_repo), revision), num_classes, verify, kwargs)
+    raise FileNotFoundError(f"{path_or_repo}: no such folder or file, and not a Hub repository id")
