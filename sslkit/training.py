@@ -11,6 +11,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
+from sslkit.callbacks.data_health import DataHealth
 from sslkit.distributed.checkpoint_io import recover_checkpoint
 from sslkit.distributed.environment import trainer_callbacks, trainer_plugins
 from sslkit.distributed.preemption import EXIT_PREEMPTED, Preempted
@@ -31,6 +32,7 @@ class SSLCLI(LightningCLI):
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(DataHealth, "data_health")
         parser.set_defaults({"checkpoint.save_last": True, "checkpoint.save_top_k": 0})
 
     def before_instantiate_classes(self) -> None:
