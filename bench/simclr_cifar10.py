@@ -75,6 +75,7 @@ def main() -> None:
     start = time.perf_counter()
     trainer.fit(model, datamodule=dm)
     train_s = time.perf_counter() - start
+    trainer.save_checkpoint(args.out / "last.ckpt")  # for eval/cifar10.sh (kNN sweep + probe grid report)
     pretrained = knn_top1(model.backbone, eval_shards, transform, args.num_workers)
 
     result = {

@@ -1,7 +1,9 @@
-"""Lightning callbacks: online evaluation monitors (kNN, linear probe, RankMe)."""
+"""Lightning callbacks: online evaluation monitors (kNN, linear probe, RankMe), data health, key logs."""
 
+from sslkit.callbacks.data_health import DataHealth
 from sslkit.callbacks.online_knn import OnlineKNN
 from sslkit.callbacks.online_probe import OnlineLinearProbe
 from sslkit.callbacks.rankme import RankMeMonitor
+from sslkit.callbacks.sample_log import SampleKeyLog
 
-__all__ = ["OnlineKNN", "OnlineLinearProbe", "RankMeMonitor"]
+__all__ = ["DataHealth", "OnlineKNN", "OnlineLinearProbe", "RankMeMonitor", "SampleKeyLog"]
