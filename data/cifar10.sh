@@ -5,5 +5,5 @@ set -euo pipefail
 root=${1:?usage: data/cifar10.sh ROOT [OUT]}
 out=${2:-shards/cifar10}
 for split in train test; do
-  python -m sslkit.data.cli shard --source cifar10 --root "$root" --split "$split" --out "$out/$split"
+  sslkit data shard --source cifar10 --root "$root" --split "$split" --out "$out/$split"
 done

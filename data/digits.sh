@@ -5,5 +5,5 @@
 set -euo pipefail
 out=${1:-shards/digits}
 for split in train test; do
-  python -m sslkit.data.cli shard --source digits --split "$split" --size 32 --out "$out/$split"
+  sslkit data shard --source digits --split "$split" --size 32 --out "$out/$split"
 done

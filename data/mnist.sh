@@ -5,5 +5,5 @@ set -euo pipefail
 root=${1:?usage: data/mnist.sh ROOT [OUT]}
 out=${2:-shards/mnist}
 for split in train test; do
-  python -m sslkit.data.cli shard --source mnist --root "$root" --split "$split" --out "$out/$split"
+  sslkit data shard --source mnist --root "$root" --split "$split" --out "$out/$split"
 done
