@@ -29,7 +29,9 @@ def embed(backbone: nn.Module, images: Tensor, batch_size: int = 256) -> Tensor:
     backbone.eval()
     device = next(backbone.parameters()).device
     try:
-        feats = [backbone(images[i : i + batch_size].to(device)).float().cpu() for i in range(0, len(images), batch_size)]
+        feats = [
+            backbone(images[i : i + batch_size].to(device)).float().cpu() for i in range(0, len(images), batch_size)
+        ]
     finally:
         backbone.train(was_training)
     return torch.cat(feats)
@@ -38,7 +40,9 @@ def embed(backbone: nn.Module, images: Tensor, batch_size: int = 256) -> Tensor:
 def orthogonal_procrustes(z: Tensor, z_t: Tensor) -> Tensor:
     """The orthogonal ``R`` ``(D, D)`` minimising ``||z R - z_t||_F`` for ``z``, ``z_t`` ``(N, D)``."""
     if z.ndim != 2 or z.shape != z_t.shape:
-        raise ValueError(f"orthogonal_procrustes: expected two (N, D) tensors, got {tuple(z.shape)} and {tuple(z_t.shape)}")
+        raise ValueError(
+            f"orthogonal_procrustes: expected two (N, D) tensors, got {tuple(z.shape)} and {tuple(z_t.shape)}"
+        )
     u, _, vh = torch.linalg.svd(z.double().T @ z_t.double())
     return (u @ vh).to(z.dtype)
 

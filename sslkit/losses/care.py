@@ -35,7 +35,9 @@ def orthogonal_equivariance_loss(z_1: Tensor, z_2: Tensor, group_size: int, norm
         Scalar loss.
     """
     if z_1.ndim != 2 or z_1.shape != z_2.shape:
-        raise ValueError(f"orthogonal_equivariance_loss: expected two (B, D) tensors, got {tuple(z_1.shape)} and {tuple(z_2.shape)}")
+        raise ValueError(
+            f"orthogonal_equivariance_loss: expected two (B, D) tensors, got {tuple(z_1.shape)} and {tuple(z_2.shape)}"
+        )
     B = z_1.shape[0]
     if group_size < 2 or B % group_size:
         raise ValueError(f"orthogonal_equivariance_loss: batch {B} is not a multiple of group_size {group_size} >= 2")

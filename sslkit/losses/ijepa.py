@@ -45,7 +45,9 @@ def ijepa_loss(p: Tensor, h: Tensor, kind: Literal["smooth_l1", "l2"] = "smooth_
         Scalar loss.
     """
     if p.shape != h.shape or p.ndim != 3:
-        raise ValueError(f"ijepa_loss: predictions {tuple(p.shape)} and targets {tuple(h.shape)} must be one (B*M, Kt, D) shape")
+        raise ValueError(
+            f"ijepa_loss: predictions {tuple(p.shape)} and targets {tuple(h.shape)} must be one (B*M, Kt, D) shape"
+        )
     h = h.detach()
     if kind == "smooth_l1":
         return F.smooth_l1_loss(p, h)

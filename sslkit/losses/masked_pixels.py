@@ -20,14 +20,18 @@ def masked_patch_pixels(images: Tensor, targets: Tensor, patch_size: int) -> Ten
     layout ``MAEDecoder`` predicts in.
     """
     if images.ndim != 4 or targets.ndim != 2 or targets.shape[0] != images.shape[0]:
-        raise ValueError(f"expected images (B, C, H, W) and targets (B, M), got {tuple(images.shape)} and {tuple(targets.shape)}")
+        raise ValueError(
+            f"expected images (B, C, H, W) and targets (B, M), got {tuple(images.shape)} and {tuple(targets.shape)}"
+        )
     patches = patchify(images, patch_size)  # (B, N, p*p*C)
     return patches.gather(1, targets.unsqueeze(-1).expand(-1, -1, patches.shape[-1]))
 
 
 def _check(p: Tensor, t: Tensor, name: str) -> None:
     if p.ndim != 3 or p.shape != t.shape:
-        raise ValueError(f"{name}: predictions {tuple(p.shape)} and target pixels {tuple(t.shape)} must be one (B, M, P) shape")
+        raise ValueError(
+            f"{name}: predictions {tuple(p.shape)} and target pixels {tuple(t.shape)} must be one (B, M, P) shape"
+        )
 
 
 def mae_loss(p: Tensor, target_pixels: Tensor, norm_pix: bool = True, eps: float = 1e-6) -> Tensor:

@@ -10,5 +10,8 @@ from torch import Tensor
 def rotation_prediction_loss(logits: Tensor, labels: Tensor) -> Tensor:
     """Mean cross-entropy of ``logits`` ``(N, 4)`` against rotation labels ``(N,)`` in ``{0, 1, 2, 3}``."""
     if logits.ndim != 2 or labels.ndim != 1 or logits.shape[0] != labels.shape[0]:
-        raise ValueError(f"rotation_prediction_loss: expected logits (N, K) and labels (N,), got {tuple(logits.shape)} and {tuple(labels.shape)}")
+        raise ValueError(
+            "rotation_prediction_loss: expected logits (N, K) and labels (N,), got "
+            f"{tuple(logits.shape)} and {tuple(labels.shape)}"
+        )
     return F.cross_entropy(logits, labels)

@@ -41,7 +41,8 @@ def test_same_seed_same_masks_other_seed_other_masks(samples) -> None:
     c = MultiBlockMaskCollator(32, 4, seed=8)(samples)
     for key in ("masks_context", "masks_context_lens", "masks_target"):
         assert torch.equal(a[key], b[key])
-    assert not all(torch.equal(a[k], c[k]) if a[k].shape == c[k].shape else False for k in ("masks_context", "masks_target"))
+    same = [a[k].shape == c[k].shape and torch.equal(a[k], c[k]) for k in ("masks_context", "masks_target")]
+    assert not all(same)
     assert a["mask_worker"] == -1  # collated in this (main) process
 
 

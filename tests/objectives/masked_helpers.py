@@ -17,7 +17,10 @@ def block_token_counts(encoder: nn.Module, run: Callable[[], Any]) -> list[int]:
     """Valid tokens entering ``encoder.blocks[0]`` per call during ``run()`` (all rows of the
     sequence, so padded layouts count their padding and packed ones only real tokens)."""
     counts: list[int] = []
-    hook = encoder.blocks[0].register_forward_pre_hook(lambda _m, args: counts.append(args[0].shape[0] * args[0].shape[1]))
+    def record(_module: nn.Module, args: tuple) -> None:
+        counts.append(args[0].shape[0] * args[0].shape[1])
+
+    hook = encoder.blocks[0].register_forward_pre_hook(record)
     try:
         run()
     finally:

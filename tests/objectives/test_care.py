@@ -84,7 +84,8 @@ def test_collator_shares_one_augmentation_per_group() -> None:
     assert len(batch["views"]) == 2 and batch["shared_group_size"] == 4
     for view in batch["views_shared"]:
         assert view.shape == (8, 3, 32, 32)
-        assert torch.equal(view[:4], view[0].expand(4, -1, -1, -1)) and torch.equal(view[4:], view[4].expand(4, -1, -1, -1))
+        assert torch.equal(view[:4], view[0].expand(4, -1, -1, -1))
+        assert torch.equal(view[4:], view[4].expand(4, -1, -1, -1))
         assert not torch.equal(view[0], view[4])
     assert not torch.equal(batch["views_shared"][0], batch["views_shared"][1])
     again = SharedAugmentCollator(group_size=4, seed=1)(_samples(8))
