@@ -1,0 +1,256 @@
+"""Backbone throughput: ViT training-step FLOP/s vs the machine's measured GEMM peak, variable-length
+strategy (pack vs pad), and an I-JEPA step with vs without token dropping.
+
+Everything is measured in the same run (medians over repeats), so the ratios are comparable even on a
+shared machine. Usage::
+
+    python bench/backbone.py                 # CPU, fp32
+    python bench/backbone.py --device cuda   # bf16 autocast, flash SDPA, MFU vs 790 TFLOP/s (H200)
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+from sslkit.backbones import IJEPAPredictor, create_backbone  # noqa: E402
+
+H200_BF16_DENSE_FLOPS = 790e12  # vendor dense bf16 figure the issue asks MFU against
+
+
+def sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def median_time(fn: Callable[[], object], device: str, repeats: int, warmup: int = 2) -> float:
+    for _ in range(warmup):
+        fn()
+    sync(device)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        sync(device)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def gemm_peak(device: str, dtype: torch.dtype, repeats: int) -> float:
+    """Best median FLOP/s of square matmuls (the ceiling a training step is compared against)."""
+    best = 0.0
+    for n in ((1024, 2048) if device == "cpu" else (4096, 8192)):
+        a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
+        t = median_time(lambda: a @ b, device, repeats)
+        rate = 2 * n**3 / t
+        print(f"  gemm {n}x{n}x{n} {dtype}: {rate / 1e9:8.1f} GFLOP/s")
+        best = max(best, rate)
+    return best
+
+
+def count_flops(fn: Callable[[], object]) -> int:
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return counter.get_total_flops()
+
+
+def vit_step(name: str, batch_size: int, device: str, amp: bool, repeats: int, peak: float, **kw: object) -> None:
+    model = create_backbone(name, **kw).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device == "cuda")
+    x = torch.randn(batch_size, 3, 224, 224, device=device)
+
+    def fwd_bwd() -> None:
+        with torch.autocast(device, dtype=torch.bfloat16, enabled=amp):
+            loss = model(x).float().square().mean()
+        loss.backward()
+
+    def step() -> None:
+        fwd_bwd()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    flops = count_flops(fwd_bwd)
+    opt.zero_grad(set_to_none=True)
+    t = median_time(step, device, repeats)
+    rate = flops / t
+    line = (
+        f"  {name:24s} {str(kw):28s} B={batch_size:3d}  {batch_size / t:8.1f} img/s  {flops / 1e9:8.1f} GFLOP/step"
+        f"  {rate / 1e9:9.1f} GFLOP/s  = {100 * rate / peak:5.1f}% of measured GEMM peak"
+    )
+    if device == "cuda":
+        line += f"  MFU {100 * rate / H200_BF16_DENSE_FLOPS:5.1f}% of 790 TFLOP/s"
+    print(line)
+
+
+def ijepa_masks(batch_size: int, grid: int, gen: torch.Generator) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """I-JEPA multi-block masks (4 targets of scale 0.15-0.2, context block 0.85-1.0 minus targets).
+
+    Unlike I-JEPA's collator, context counts are *not* truncated to the batch minimum: they vary
+    per sample, which is what the variable-length paths are for.
+    """
+
+    def block(scale: tuple[float, float], aspect: tuple[float, float]) -> torch.Tensor:
+        s = scale[0] + (scale[1] - scale[0]) * torch.rand(1, generator=gen).item()
+        a = aspect[0] + (aspect[1] - aspect[0]) * torch.rand(1, generator=gen).item()
+        h = max(1, min(grid, round((s * grid * grid * a) ** 0.5)))
+        w = max(1, min(grid, round((s * grid * grid / a) ** 0.5)))
+        top = int(torch.randint(0, grid - h + 1, (1,), generator=gen))
+        left = int(torch.randint(0, grid - w + 1, (1,), generator=gen))
+        m = torch.zeros(grid, grid, dtype=torch.bool)
+        m[top : top + h, left : left + w] = True
+        return m.flatten()
+
+    contexts, targets = [], []
+    for _ in range(batch_size):
+        tgt = [block((0.15, 0.2), (0.75, 1.5)) for _ in range(4)]
+        ctx = block((0.85, 1.0), (1.0, 1.0)) & ~torch.stack(tgt).any(0)
+        contexts.append(ctx.nonzero().squeeze(1))
+        targets.append(torch.stack([t.nonzero().squeeze(1)[: min(int(u.sum()) for u in tgt)] for t in tgt]))
+    return contexts, targets
+
+
+def pad_stack(rows: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    lens = torch.tensor([len(r) for r in rows])
+    out = torch.zeros(len(rows), int(lens.max()), dtype=torch.long)
+    for i, r in enumerate(rows):
+        out[i, : len(r)] = r
+    return out, lens
+
+
+def ijepa_bench(name: str, batch_size: int, device: str, amp: bool, repeats: int) -> None:
+    grid = 14
+    gen = torch.Generator().manual_seed(0)
+    contexts, targets = ijepa_masks(batch_size, grid, gen)
+    context, context_lens = pad_stack(contexts)
+    # I-JEPA's 4 targets per image share one size per image; pad across the batch.
+    t_rows = [t[m] for m in range(4) for t in targets]  # mask-major, like lightly/I-JEPA
+    target, target_lens = pad_stack(t_rows)
+    context, context_lens, target, target_lens = (t.to(device) for t in (context, context_lens, target, target_lens))
+    print(
+        f"  context keep counts: mean {context_lens.float().mean():.1f}, min {int(context_lens.min())},"
+        f" max {int(context_lens.max())} of {grid * grid}; target rows {len(t_rows)} x <= {target.shape[1]}"
+    )
+    x = torch.randn(batch_size, 3, 224, 224, device=device)
+    results: dict[str, float] = {}
+    outs: dict[str, torch.Tensor] = {}
+    for mode in ("no-drop", "drop-pad", "drop-pack"):
+        torch.manual_seed(0)
+        varlen = "pad" if mode == "drop-pad" else "pack"
+        encoder = create_backbone(name, class_token=False, global_pool="avg", varlen=varlen).to(device)
+        target_encoder = copy.deepcopy(encoder).requires_grad_(False)
+        predictor = IJEPAPredictor(grid * grid, encoder.embed_dim, 192, depth=4, num_heads=6, varlen=varlen).to(device)
+        params = list(encoder.parameters()) + list(predictor.parameters())
+        opt = torch.optim.AdamW(params, lr=1e-4, fused=device == "cuda")
+
+        def context_tokens() -> torch.Tensor:
+            if mode != "no-drop":
+                return encoder.forward_features(x, keep=context, keep_lens=context_lens)
+            # Same outputs without dropping: all tokens run, non-context tokens hidden as keys.
+            visible = torch.zeros(batch_size, grid * grid, dtype=torch.bool, device=device)
+            valid = torch.arange(context.shape[1], device=device) < context_lens.unsqueeze(1)
+            rows = torch.arange(batch_size, device=device).unsqueeze(1).expand_as(context)
+            visible[rows[valid], context[valid]] = True
+            full = encoder.forward_features(x, attn_mask=visible.view(batch_size, 1, 1, -1))
+            z = full.gather(1, context.unsqueeze(-1).expand(-1, -1, full.shape[-1]))
+            return z * valid.unsqueeze(-1)
+
+        def step() -> None:
+            with torch.autocast(device, dtype=torch.bfloat16, enabled=amp):
+                with torch.no_grad():
+                    h = F.layer_norm(target_encoder.forward_features(x), (encoder.embed_dim,))
+                    h = h.repeat(4, 1, 1).gather(1, target.unsqueeze(-1).expand(-1, -1, h.shape[-1]))
+                z = context_tokens()
+                outs[mode] = z.detach()
+                p = predictor(z.repeat(4, 1, 1), context.repeat(4, 1), target, context_lens.repeat(4), target_lens)
+                valid = (torch.arange(target.shape[1], device=device) < target_lens.unsqueeze(1)).unsqueeze(-1)
+                loss = (F.smooth_l1_loss(p.float(), h.float(), reduction="none") * valid).sum() / valid.sum()
+            loss.backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            with torch.no_grad():
+                torch._foreach_lerp_(list(target_encoder.parameters()), list(encoder.parameters()), 0.004)
+
+        results[mode] = median_time(step, device, repeats)
+        print(f"  {mode:9s} step {1e3 * results[mode]:8.1f} ms  {batch_size / results[mode]:7.1f} img/s")
+    diff = (outs["no-drop"] - outs["drop-pack"]).abs().max().item()
+    print(f"  max |context tokens no-drop - drop| = {diff:.2e} (same computation, different cost)")
+    print(
+        f"  speedup token dropping: pack {results['no-drop'] / results['drop-pack']:.2f}x,"
+        f" pad {results['no-drop'] / results['drop-pad']:.2f}x;"
+        f" pack vs pad {results['drop-pad'] / results['drop-pack']:.2f}x"
+    )
+
+
+def varlen_bench(name: str, batch_size: int, device: str, amp: bool, repeats: int) -> None:
+    """Encoder fwd+bwd on per-sample keep counts: pack vs pad, across keep-count spreads."""
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(batch_size, 3, 224, 224, device=device)
+    for lo, hi in ((90, 110), (40, 160), (10, 196)):
+        lens = torch.randint(lo, hi + 1, (batch_size,), generator=gen)
+        keep = torch.stack([torch.randperm(196, generator=gen) for _ in range(batch_size)])[:, : int(lens.max())]
+        keep, lens = keep.to(device), lens.to(device)
+        times = {}
+        for varlen in ("pad", "pack"):
+            torch.manual_seed(0)
+            model = create_backbone(name, varlen=varlen).to(device)
+
+            def fwd_bwd() -> None:
+                with torch.autocast(device, dtype=torch.bfloat16, enabled=amp):
+                    out = model.forward_features(x, keep=keep, keep_lens=lens)
+                out.float().square().mean().backward()
+
+            times[varlen] = median_time(fwd_bwd, device, repeats)
+        print(
+            f"  keep {lo:3d}-{hi:3d} (mean {lens.float().mean():5.1f}, max {int(lens.max())}):"
+            f" pad {1e3 * times['pad']:7.1f} ms  pack {1e3 * times['pack']:7.1f} ms"
+            f"  pack speedup {times['pad'] / times['pack']:.2f}x"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--compile", action="store_true", help="also time torch.compile'd blocks")
+    parser.add_argument("--skip", nargs="*", default=[], choices=["vit", "varlen", "ijepa"])
+    args = parser.parse_args()
+    device, amp = args.device, args.device == "cuda"
+    torch.set_num_threads(args.threads)
+    if device == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+    print(f"# bench/backbone.py  device={device}  {'bf16 autocast' if amp else 'fp32'}  threads={torch.get_num_threads()}"
+          f"  torch {torch.__version__}  {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+    print("GEMM peak:")
+    peak = gemm_peak(device, torch.bfloat16 if amp else torch.float32, args.repeats)
+    print(f"  measured peak: {peak / 1e9:.1f} GFLOP/s")
+    if "vit" not in args.skip:
+        print("ViT training step (fwd + bwd + AdamW), 224 px:")
+        specs = [("vit_tiny_patch16_224", 64), ("vit_small_patch16_224", 32)]
+        if device == "cuda":
+            specs = [("vit_tiny_patch16_224", 512), ("vit_small_patch16_224", 256), ("vit_base_patch16_224", 256)]
+        for name, bs in specs:
+            vit_step(name, bs, device, amp, args.repeats, peak)
+            if args.compile:
+                vit_step(name, bs, device, amp, args.repeats, peak, compile=True)
+    bs = 16 if device == "cpu" else 256
+    if "varlen" not in args.skip:
+        print(f"Variable keep counts, vit_small_patch16_224 encoder fwd+bwd, B={bs}:")
+        varlen_bench("vit_small_patch16_224", bs, device, amp, args.repeats)
+    if "ijepa" not in args.skip:
+        print(f"I-JEPA step (vit_small_patch16_224 encoder + EMA target + 4-block predictor), B={bs}:")
+        ijepa_bench("vit_small_patch16_224", bs, device, amp, args.repeats)
+
+
+if __name__ == "__main__":
+    main()
