@@ -53,9 +53,9 @@ def write_manifest(out_dir: str | Path, manifest: dict[str, Any]) -> Path:
     return path
 
 
-def read_manifest(location: str) -> dict[str, Any]:
+def read_manifest(location: str | Path) -> dict[str, Any]:
     """Read a manifest from a local path or any URL that ``webdataset.gopen`` opens."""
-    with gopen(location, "rb") as stream:
+    with gopen(str(location), "rb") as stream:
         return json.loads(stream.read().decode("utf-8"))
 
 
