@@ -137,12 +137,18 @@ def loading_snippets(arch: Architecture, config: dict[str, Any], folder_hint: st
         f"{config['num_features']})",
         "```",
         "",
-        "Preprocessing for features (timm reads it from `config.json`):",
+        "Preprocessing for features (the `pretrained_cfg` of `config.json`):",
         "",
+        "<!-- sslkit:preprocess -->",
         "```python",
-        "cfg = timm.data.resolve_data_config(model=model)",
+        *(
+            ["import json", f"pretrained_cfg = json.load(open({folder_hint + '/config.json'!r}))['pretrained_cfg']",
+             "cfg = timm.data.resolve_data_config(pretrained_cfg=pretrained_cfg)"]
+            if arch.stem == "cifar" else ["cfg = timm.data.resolve_data_config(model=model)"]
+        ),
         "transform = timm.data.create_transform(**cfg)",
         "```",
+        "<!-- /sslkit:preprocess -->",
         "",
     ]
     return "\n".join(lines)
