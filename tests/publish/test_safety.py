@@ -14,6 +14,7 @@ import torch
 from sslkit.objectives.loading import load_objective, read_checkpoint
 from sslkit.publish import ChecksumError, load_pretrained, publish, write_sums
 from sslkit.publish.cli import main as publish_main
+from tests.publish.helpers import Payload
 
 
 @pytest.fixture(scope="module")
@@ -52,19 +53,9 @@ def test_missing_or_incomplete_sums_are_refused(published, tmp_path) -> None:
         load_pretrained(folder)
 
 
-class _Payload:
-    """Unpickling calls ``exec``, which writes the marker file."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self):
-        return exec, (f"open({str(self.marker)!r}, 'w').write('pwned')",)
-
-
 def _malicious_checkpoint(path: Path, marker: Path, ckpt: dict) -> Path:
     """A real sslkit checkpoint with one extra entry whose unpickling runs code."""
-    torch.save({**ckpt, "callbacks": {"evil": _Payload(marker)}}, path)
+    torch.save({**ckpt, "callbacks": {"evil": Payload(marker)}}, path)
     return path
 
 
@@ -90,12 +81,12 @@ def test_malicious_pickle_is_never_executed(trained_run, tmp_path, capsys) -> No
     folder = tmp_path / "folder"
     folder.mkdir()
     (folder / "config.json").write_text(json.dumps({"architecture": "resnet18", "model_args": {}}))
-    torch.save({"conv1.weight": _Payload(marker)}, folder / "pytorch_model.bin")
+    torch.save({"conv1.weight": Payload(marker)}, folder / "pytorch_model.bin")
     write_sums(folder)
     with pytest.raises(ValueError, match="refusing to load .*pytorch_model.bin: it is not loadable with weights_only"):
         load_pretrained(folder)
     assert not marker.exists()
 
     # the payload is live: plain pickle runs it (so the refusals above are what kept it from running)
-    pickle.loads(pickle.dumps(_Payload(marker)))
+    pickle.loads(pickle.dumps(Payload(marker)))
     assert marker.read_text() == "pwned"
