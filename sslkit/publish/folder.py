@@ -6,6 +6,7 @@ after plain timm has reproduced the backbone's features), so a failure never lea
 
 from __future__ import annotations
 
+import csv
 import importlib
 import json
 import os
@@ -83,9 +84,21 @@ def _budget(source: Source, config: dict[str, Any] | None) -> dict[str, Any]:
     for key in ("max_epochs", "max_steps", "precision", "accumulate_grad_batches"):
         if trainer.get(key) not in (None, -1):
             budget[f"trainer.{key}"] = trainer[key]
+    loss = _last_logged(source.run_dir / "metrics.csv" if source.run_dir else None, "train/loss")
+    if loss is not None:
+        budget["last logged train/loss (metrics.csv)"] = loss
     if source.deepspeed:
         budget["checkpoint"] = "DeepSpeed (converted to fp32 with zero_to_fp32)"
     return {k: v for k, v in budget.items() if v is not None}
+
+
+def _last_logged(metrics_csv: Path | None, column: str) -> str | None:
+    """The last non-empty value of ``column`` in Lightning's ``metrics.csv``."""
+    if metrics_csv is None or not metrics_csv.is_file():
+        return None
+    with metrics_csv.open(newline="") as f:
+        values = [row[column] for row in csv.DictReader(f) if row.get(column)]
+    return values[-1] if values else None
 
 
 def _datasets(config: dict[str, Any] | None, extra: list[str | None]) -> list[str]:
@@ -138,13 +151,17 @@ def _move_into_place(staging: Path, out: Path) -> None:
         shutil.rmtree(old)
 
 
-def publish(source_path: str | Path, out: str | Path, options: PublishOptions = PublishOptions()) -> Path:
-    """Publish a run directory / checkpoint / DeepSpeed folder as a timm-loadable folder ``out``."""
-    out = Path(out)
+def publish(source_path: str | Path, out: str | Path, options: PublishOptions | None = None) -> Path:
+    """Publish a run directory / checkpoint / DeepSpeed folder as a timm-loadable folder ``out``.
+
+    Returns:
+        ``out``, complete and verified against its ``SHA256SUMS``.
+    """
+    out, options = Path(out), options or PublishOptions()
     staging = _prepare_out(out, options.overwrite)
     try:
         with tempfile.TemporaryDirectory(prefix="sslkit-publish-") as work:
-            _write(open_source(source_path, Path(work)), staging, out, options)
+            _write(open_source(source_path, Path(work), exclude=out), staging, out, options)
         verify_sums(staging)
         _move_into_place(staging, out)
     except BaseException:

@@ -136,8 +136,11 @@ def convert_deepspeed(folder: Path, output_file: Path) -> Path:
     return output_file
 
 
-def open_source(path: str | Path, workdir: Path) -> Source:
-    """Resolve and safely load a publishing source (DeepSpeed folders are converted into ``workdir``)."""
+def open_source(path: str | Path, workdir: Path, exclude: Path | None = None) -> Source:
+    """Resolve and safely load a publishing source (DeepSpeed folders are converted into ``workdir``).
+
+    ``exclude``: a folder whose eval results are not the run's (the publishing target, if inside it).
+    """
     origin = Path(path)
     checkpoint, run_dir = find_checkpoint(origin)
     deepspeed = is_deepspeed_dir(checkpoint)
@@ -150,7 +153,7 @@ def open_source(path: str | Path, workdir: Path) -> Source:
         objective = load_objective(checkpoint)
     except ValueError as err:
         raise PublishError(str(err)) from err
-    results = find_results(run_dir) if run_dir else []
+    results = find_results(run_dir, exclude) if run_dir else []
     return Source(checkpoint, origin, run_dir, raw, objective, deepspeed, results)
 
 
@@ -169,10 +172,17 @@ def select_backbone(objective: SSLObjective, which: str | None) -> tuple[nn.Modu
     raise PublishError(f"--which must be 'student' or 'teacher', got {which!r}")
 
 
-def find_results(run_dir: Path, limit: int = 100) -> list[tuple[Path, dict[str, Any]]]:
-    """Eval result JSONs (``sslkit.evaluation.results.write_result``) anywhere under ``run_dir``."""
+def find_results(run_dir: Path, exclude: Path | None = None, limit: int = 100) -> list[tuple[Path, dict[str, Any]]]:
+    """Eval result JSONs (``sslkit.evaluation.results.write_result``) anywhere under ``run_dir``.
+
+    Hidden folders (staging) and ``exclude`` (a previously published folder) are skipped.
+    """
     found: list[tuple[Path, dict[str, Any]]] = []
+    skip = exclude.resolve() if exclude is not None else None
     for path in sorted(run_dir.rglob("*.json")):
+        rel = path.relative_to(run_dir)
+        if any(part.startswith(".") for part in rel.parts[:-1]) or (skip and path.resolve().is_relative_to(skip)):
+            continue
         if len(found) >= limit or path.stat().st_size > MAX_RESULT_BYTES:
             continue
         try:

@@ -122,7 +122,9 @@ def test_vit_teacher_roundtrip_through_plain_timm(kind, trained_run, publish_sha
     assert (folder / "training_config.yaml").read_text() == (run_dir / "config.yaml").read_text()
     fm = card_front_matter(folder)
     assert fm["library_name"] == "timm" and fm["license"] == "apache-2.0" and fm["datasets"] == ["digits"]
-    assert "| knn | kNN top-1 (k=20, T=0.07) |" in (folder / "README.md").read_text()
+    card = (folder / "README.md").read_text()
+    assert "| knn | kNN top-1 (k=20, T=0.07) |" in card
+    assert "- optimizer steps: 2" in card and "- last logged train/loss (metrics.csv): 1.0" in card
     assert_roundtrip(folder, run_dir, publish_shards, tmp_path, modes=("card", "local-dir"))
 
 
