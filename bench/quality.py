@@ -1,0 +1,166 @@
+"""Accuracy at equal budget: SimCLR and I-JEPA pretrained with sslkit and with lightly's reference
+(``bench/vs_lightly.py``'s modules) for the same steps on the same CIFAR-10 images, then kNN top-1.
+
+Both sides of a method see the identical batch sequence: images drawn with one seeded generator,
+views made once per step by ``BatchViews`` on the CPU (the same augmented tensors go to both), and
+for I-JEPA each library's own mask collator with the same block settings. The two models train in
+lockstep (one step each, alternating), so their wall times are comparable on a shared machine.
+Same architecture (a small ViT at 32 px, 4-px patches), AdamW, constant lr; kNN (k=20, T=0.07,
+cosine) with the backbone's pooled features: a bank of ``--num-bank`` train images, ``--num-test``
+test images. A randomly initialised backbone gives the floor.
+
+Usage::
+
+    python bench/quality.py                  # CIFAR-10 shards in /tmp/shards (see docs/benchmarks.md)
+    python bench/quality.py --steps 300 --depth 6 --dim 192
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import time
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from common import machine  # noqa: I001  (bench/ is on sys.path)
+from vs_lightly import LightlyIJEPA, LightlySimCLR, make_step
+from sslkit.data import ShardLoader, ShardStream
+from sslkit.evaluation.knn import knn_classify
+from sslkit.transforms.gpu import BatchViews, UInt8Image
+
+CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
+
+
+def load_uint8(shards: str, num: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first ``num`` images (deterministic order) as uint8 ``(N, 3, 32, 32)`` and their labels."""
+    stream = ShardStream(shards, batch_size=500, transform=UInt8Image(), shuffle=False, remainder="none")
+    images, labels = [], []
+    for batch in itertools.islice(ShardLoader(stream, num_workers=0), -(-num // 500)):
+        images.append(batch["views"][0])
+        labels.append(batch["label"])
+    return torch.cat(images)[:num], torch.cat(labels)[:num]
+
+
+@torch.no_grad()
+def features(backbone: nn.Module, images: torch.Tensor) -> np.ndarray:
+    mean = torch.tensor(CIFAR_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(CIFAR_STD).view(1, 3, 1, 1)
+    backbone.eval()
+    out = [backbone((x.float() / 255 - mean) / std) for x in images.split(500)]
+    backbone.train()
+    return torch.cat(out).numpy()
+
+
+def knn_top1(backbone: nn.Module, data: dict[str, torch.Tensor]) -> float:
+    scores = knn_classify(features(backbone, data["bank"]), data["bank_labels"].numpy(),
+                          features(backbone, data["test"]), data["test_labels"].numpy(), ks=(20,), temps=(0.07,))
+    return next(v for k, v in scores.items() if "top1" in k)
+
+
+def build(method: str, vit: dict[str, Any]) -> tuple[nn.Module, nn.Module, Any, Any]:
+    """(sslkit objective, lightly reference, sslkit collate, lightly collate), same seed for both inits."""
+    from sslkit.objectives import IJEPA, SimCLR
+
+    torch.manual_seed(0)
+    if method == "simclr":
+        ours = SimCLR(backbone="vit_tiny_patch16_224", backbone_kwargs=vit, proj_hidden_dim=1024, proj_output_dim=128,
+                      temperature=0.2, gather_distributed=False)
+        torch.manual_seed(0)
+        return ours, LightlySimCLR(vit), None, None
+    from lightly.data.ijepa_collate import IJEPAMaskCollator
+
+    from sslkit.masking import MultiBlockMaskCollator
+
+    pool = {**vit, "class_token": False, "global_pool": "avg"}
+    ours = IJEPA(backbone="vit_tiny_patch16_224", backbone_kwargs=pool, predictor_embed_dim=96, predictor_depth=4,
+                 predictor_num_heads=3, momentum_start=0.996, momentum_end=0.996)
+    torch.manual_seed(0)
+    ref = LightlyIJEPA(vit, predictor_depth=4)
+    masks = dict(target_scale=(0.15, 0.2), target_aspect_ratio=(0.75, 1.5), context_scale=(0.85, 1.0), min_keep=4)
+    ours_collate = MultiBlockMaskCollator(input_size=32, patch_size=vit["patch_size"], num_targets=4, **masks)
+    ref_collate = IJEPAMaskCollator(input_size=32, patch_size=vit["patch_size"], enc_mask_scale=(0.85, 1.0),
+                                    pred_mask_scale=(0.15, 0.2), aspect_ratio=(0.75, 1.5), nenc=1, npred=4, min_keep=4)
+    return ours, ref, ours_collate, ref_collate
+
+
+def views_for(method: str) -> BatchViews:
+    if method == "simclr":  # recipes/simclr/vit_tiny_cifar10.yaml's augmentation
+        return BatchViews(32, num_views=2, min_scale=0.2, cj_strength=0.5, blur_prob=0.0, mean=CIFAR_MEAN, std=CIFAR_STD)
+    # I-JEPA: a random resized crop only (recipes/ijepa/vit_tiny_cifar10.yaml)
+    return BatchViews(32, num_views=1, min_scale=0.3, cj_prob=0.0, gray_prob=0.0, blur_prob=0.0, hflip_prob=0.0,
+                      mean=CIFAR_MEAN, std=CIFAR_STD)
+
+
+def run(method: str, data: dict[str, torch.Tensor], args: argparse.Namespace) -> dict[str, float]:
+    from common import stub_trainer
+
+    vit = dict(img_size=32, patch_size=4, depth=args.depth, embed_dim=args.dim, num_heads=3)
+    ours, ref, ours_collate, ref_collate = build(method, vit)
+    ours.trainer = stub_trainer(total_steps=args.steps)
+    out = {"random": knn_top1(ours.eval_backbone(), data)}
+    steps = {"sslkit": make_step(ours, lambda b: ours.training_step(b, 0), "cpu", False, lr=args.lr),
+             "lightly": make_step(ref, ref.step, "cpu", False, lr=args.lr)}
+    aug, g = views_for(method), torch.Generator().manual_seed(1)
+    seconds = {"sslkit": 0.0, "lightly": 0.0}
+    train, train_labels = data["train"], data["train_labels"]
+    for i in range(args.steps):
+        idx = torch.randint(0, len(train), (args.batch_size,), generator=g)
+        views = aug(train[idx], generator=g)
+        keys = [f"{int(j):06d}-{i}" for j in idx]
+        batch = {"views": views, "label": train_labels[idx], "key": keys}
+        if method == "ijepa":
+            ours_batch = ours_collate([{"views": [v], "label": 0, "key": k} for v, k in zip(views[0], keys)])
+            _, enc, pred = ref_collate([(v,) for v in views[0]])
+            ref_batch = {"views": views, "lightly_masks_enc": enc, "lightly_masks_pred": pred}
+        else:
+            ours_batch = ref_batch = batch
+        for side, b in (("sslkit", ours_batch), ("lightly", ref_batch)) if i % 2 == 0 else \
+                (("lightly", ref_batch), ("sslkit", ours_batch)):
+            t0 = time.perf_counter()
+            steps[side](b)
+            seconds[side] += time.perf_counter() - t0
+        ours.trainer.global_step += 1
+    out["sslkit"] = knn_top1(ours.eval_backbone(), data)
+    out["lightly"] = knn_top1(ref.target_encoder if method == "ijepa" else ref.backbone, data)
+    out["sslkit_s"], out["lightly_s"] = seconds["sslkit"], seconds["lightly"]
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--train-shards", default="/tmp/shards/cifar10-train")
+    p.add_argument("--test-shards", default="/tmp/shards/cifar10-test")
+    p.add_argument("--methods", nargs="+", default=["simclr", "ijepa"])
+    p.add_argument("--steps", type=int, default=40)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--depth", type=int, default=4)
+    p.add_argument("--dim", type=int, default=96)
+    p.add_argument("--lr", type=float, default=5e-4)
+    p.add_argument("--num-train", type=int, default=10000)
+    p.add_argument("--num-bank", type=int, default=5000)
+    p.add_argument("--num-test", type=int, default=1000)
+    p.add_argument("--threads", type=int, default=1)
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    print(f"machine: {machine()}")
+    print(f"ViT depth {args.depth}, width {args.dim}, 4-px patches at 32 px; {args.steps} steps of batch "
+          f"{args.batch_size} per side; AdamW lr {args.lr}; kNN k=20 T=0.07 on {args.num_bank} bank / "
+          f"{args.num_test} test images\n")
+    train, train_labels = load_uint8(args.train_shards, args.num_train)
+    test, test_labels = load_uint8(args.test_shards, args.num_test)
+    data = {"train": train, "train_labels": train_labels, "bank": train[: args.num_bank],
+            "bank_labels": train_labels[: args.num_bank], "test": test, "test_labels": test_labels}
+    print("| method | random init | sslkit kNN top-1 | lightly kNN top-1 | sslkit - lightly | sslkit s | lightly s |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for method in args.methods:
+        r = run(method, data, args)
+        print(f"| {method} | {r['random']:.1f} | {r['sslkit']:.1f} | {r['lightly']:.1f} | "
+              f"{r['sslkit'] - r['lightly']:+.1f} | {r['sslkit_s']:.0f} | {r['lightly_s']:.0f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
