@@ -8,6 +8,7 @@ Safety: ``SHA256SUMS`` is verified before any weight is read; weights come from 
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -50,7 +51,9 @@ def _download(repo: str, revision: str | None) -> Path:
     repo = repo.split(":", 1)[1] if repo.startswith(("hf-hub:", "hf_hub:")) else repo
     repo, _, at = repo.partition("@")
     try:
-        return Path(snapshot_download(repo, revision=revision or at or None))
+        # HF_ENDPOINT read now, not when huggingface_hub was first imported (timm imports it early).
+        endpoint = os.environ.get("HF_ENDPOINT") or None
+        return Path(snapshot_download(repo, revision=revision or at or None, endpoint=endpoint))
     except Exception as err:  # noqa: BLE001
         if is_connection_error(err):
             raise HubUnreachable(f"could not reach the Hub to download {repo}: {err}") from err
