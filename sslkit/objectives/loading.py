@@ -18,7 +18,7 @@ def read_checkpoint(path: str | Path) -> dict:
     if path.is_dir():
         raise ValueError(
             f"{path} is a directory (a DeepSpeed checkpoint?): convert it first with "
-            "`sslkit.distributed.deepspeed.convert_checkpoint`"
+            "`python -m sslkit.distributed.zero DIR OUT.ckpt` (or `sslkit publish DIR`, which converts it)"
         )
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
