@@ -13,6 +13,10 @@ one resume path, not two. The data module's stream position is part of that chec
 Rank 0 then runs ``scontrol requeue`` and every rank raises :class:`Preempted`;
 ``sslkit pretrain`` exits with :data:`EXIT_PREEMPTED`.
 
+The callback also keeps ``last.ckpt`` current at every epoch end and at the end of training:
+``ModelCheckpoint(every_n_train_steps=N)`` disables its epoch trigger (the two are exclusive) and
+then only refreshes ``last.ckpt`` every N steps, so the run's final weights would not be in it.
+
 Outside SLURM the same signal (``kill -USR1``) checkpoints and stops; under ``torchrun
 --max-restarts`` the non-zero exit makes the agent restart the workers, which resume.
 """
@@ -55,13 +59,16 @@ class PreemptionCheckpoint(Checkpoint):
     Args:
         signum: signal name or number to handle (SLURM sbatch templates send ``USR1``).
         requeue: run ``scontrol requeue $SLURM_JOB_ID`` (rank 0) when inside a SLURM job.
+        save_last_on_epoch_end: also write ``last.ckpt`` at each epoch end and when training ends.
     """
 
-    def __init__(self, signum: str | int = "SIGUSR1", requeue: bool = True) -> None:
+    def __init__(self, signum: str | int = "SIGUSR1", requeue: bool = True, save_last_on_epoch_end: bool = True) -> None:
         self.signum = signal.Signals[signum] if isinstance(signum, str) else signal.Signals(signum)
         self.requeue = requeue
+        self.save_last_on_epoch_end = save_last_on_epoch_end
         self.requested = False
         self._previous: Any = None
+        self._saved_step = -1
 
     @property
     def state_key(self) -> str:
@@ -88,11 +95,35 @@ class PreemptionCheckpoint(Checkpoint):
             return
         path = last_checkpoint_path(trainer)
         log.warning("preemption signal: saving %s at step %d", path, trainer.global_step)
-        trainer.save_checkpoint(path)
+        self._save(trainer, path)
         trainer.strategy.barrier("preemption-saved")
         # No collective after this point: the requeue makes SLURM send SIGTERM to every rank.
         requeued = self.requeue and SLURMEnvironment.detect() and trainer.is_global_zero and requeue_slurm_job()
         raise Preempted(path, bool(requeued))
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._save_last(trainer)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._save_last(trainer)
+
+    def _save_last(self, trainer: pl.Trainer) -> None:
+        if not self.save_last_on_epoch_end or trainer.sanity_checking or self._saved_step == trainer.global_step:
+            return
+        if any(isinstance(c, ModelCheckpoint) and c.save_last and getattr(c, "_last_global_step_saved", -1) == trainer.global_step
+               for c in trainer.checkpoint_callbacks):
+            return  # ModelCheckpoint refreshed last.ckpt at this very step
+        self._save(trainer, last_checkpoint_path(trainer))
+
+    def _save(self, trainer: pl.Trainer, path: Path) -> None:
+        # Tell ModelCheckpoint that last.ckpt is its own: otherwise, finding a last.ckpt it did not
+        # write, it would start a competing last-v1.ckpt that --resume auto never reads.
+        for callback in trainer.checkpoint_callbacks:
+            if isinstance(callback, ModelCheckpoint) and callback.dirpath is not None and callback.save_last:
+                if Path(callback.dirpath) / f"{callback.CHECKPOINT_NAME_LAST}{callback.FILE_EXTENSION}" == path:
+                    callback.last_model_path = str(path)
+        trainer.save_checkpoint(path)
+        self._saved_step = trainer.global_step
 
 
 def last_checkpoint_path(trainer: pl.Trainer) -> Path:

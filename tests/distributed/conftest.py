@@ -20,3 +20,24 @@ def digit_shards(tmp_path_factory: pytest.TempPathFactory) -> Path:
     subset = ImageSource(source.name, source.class_names, len(samples), lambda: iter(samples))
     write_shards(subset, out, prefix="digits", max_samples_per_shard=16, progress=False)
     return out
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+    """A real single-node SLURM (munged, slurmctld, slurmd on localhost), installed with apt if missing.
+
+    Skipped only where the packages cannot be installed (no root or no apt-get).
+    """
+    from sslkit.distributed.testing import LocalSlurm, SlurmUnavailable
+
+    cluster = LocalSlurm(tmp_path_factory.mktemp("slurm"))
+    try:
+        cluster.start()
+    except SlurmUnavailable as exc:
+        cluster.stop()
+        pytest.skip(str(exc))
+    except BaseException:
+        cluster.stop()
+        raise
+    yield cluster
+    cluster.stop()

@@ -5,12 +5,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import torch
 import yaml
+from lightning.pytorch import Callback
 from PIL import Image, ImageOps
 
 from sslkit.callbacks.sample_log import read_key_log
@@ -27,8 +29,19 @@ class FixedViews:
         return [pil_to_tensor(image), pil_to_tensor(ImageOps.mirror(image))]
 
 
+class SlowSteps(Callback):
+    """Sleep after each training step, so a signal sent at step k lands a step or two later."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def on_train_batch_end(self, *args: Any) -> None:
+        time.sleep(self.seconds)
+
+
 def tiny_recipe(shards: Path, key_dir: Path, *, batch_size: int = 8, num_workers: int = 1, max_epochs: int = 2,
-                every_n_train_steps: int = 3, devices: int = 1, strategy: str | None = None) -> dict[str, Any]:
+                every_n_train_steps: int = 3, devices: int = 1, strategy: str | None = None,
+                step_seconds: float = 0.0) -> dict[str, Any]:
     """SimCLR on a 2-block ViT over the digit shards, logging each step's sample keys to ``key_dir``."""
     trainer: dict[str, Any] = {
         "accelerator": "cpu", "devices": devices, "max_epochs": max_epochs, "log_every_n_steps": 1,
@@ -37,6 +50,9 @@ def tiny_recipe(shards: Path, key_dir: Path, *, batch_size: int = 8, num_workers
     }
     if strategy:
         trainer["strategy"] = strategy
+    if step_seconds:
+        trainer["callbacks"].append({"class_path": "tests.distributed.helpers.SlowSteps",
+                                     "init_args": {"seconds": step_seconds}})
     return {
         "seed_everything": 0,
         "trainer": trainer,
