@@ -98,19 +98,41 @@ def _update_zero3(s: torch.Tensor, t: torch.Tensor, m: float) -> None:
             f"teacher parameter {tuple(t.ds_shape)} is ZeRO-3 partitioned but its student parameter is not"
             " partitioned the same way; build the teacher with make_teacher before the engine starts"
         )
+    size = t.ds_tensor.numel()
+    start = _partition_rank(t) * size
+    stop = min(start + size, t.ds_numel)  # the last rank's slice is padded
     if _available(t) and _available(s):
         # Whole on every rank (persistent): update the whole tensor, then this rank's slice of it.
-        _update_shadowed(t.data, s.data, t, m)
-        whole = t.data.reshape(-1)
-        start = _partition_rank(t) * t.ds_tensor.numel()
-        stop = min(start + t.ds_tensor.numel(), whole.numel())
+        if t.dtype == torch.float32:
+            t.data.lerp_(s.data, 1.0 - m)
+        else:
+            _zero3_shadow(t, whole=True, start=start, stop=stop)
+            _update_shadowed(t.data, s.data, t, m)
         if stop > start:
-            t.ds_tensor.data[: stop - start].copy_(whole[start:stop])
+            t.ds_tensor.data[: stop - start].copy_(t.data.reshape(-1)[start:stop])
         return
     if t.ds_tensor.dtype == torch.float32:
         t.ds_tensor.data.lerp_(s.ds_tensor.data.to(t.ds_tensor.device), 1.0 - m)
     else:
+        _zero3_shadow(t, whole=False, start=start, stop=stop)
         _update_shadowed(t.ds_tensor.data, s.ds_tensor.data, t, m)
+
+
+def _zero3_shadow(t: torch.Tensor, *, whole: bool, start: int, stop: int) -> None:
+    """Convert ``t``'s shadow between its whole and its slice form, keeping the fp32 values it has."""
+    shadow = t.__dict__.get(SHADOW_ATTR)
+    size = t.ds_tensor.numel()
+    if shadow is None or size == t.ds_numel:
+        return
+    flat = shadow.reshape(-1)
+    if whole and flat.numel() == size:  # slice -> whole: other ranks' elements from the (rounded) weights
+        full = t.data.detach().reshape(-1).to(torch.float32).clone()
+        full[start:stop] = flat[: stop - start].to(full.device)
+        setattr(t, SHADOW_ATTR, full.view(t.data.shape))
+    elif not whole and flat.numel() == t.ds_numel:  # whole -> slice
+        part = t.ds_tensor.detach().to(torch.float32).clone()
+        part[: stop - start] = flat[start:stop].to(part.device)
+        setattr(t, SHADOW_ATTR, part)
 
 
 def _available(p: torch.Tensor) -> bool:
