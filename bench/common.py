@@ -80,3 +80,61 @@ def stub_trainer(total_steps: int = 10_000) -> SimpleNamespace:
     warnings.filterwarnings("ignore", message=".*self.log.*")
     return SimpleNamespace(barebones=True, global_step=0, estimated_stepping_batches=total_steps, max_epochs=1,
                            current_epoch=0, optimizers=[], training=True)
+
+
+def save_json(path: str | Path, figures: dict) -> None:
+    import json
+
+    Path(path).write_text(json.dumps({"machine": machine(), "date": time.strftime("%Y-%m-%d"), "figures": figures},
+                                     indent=1))
+
+
+def chart(data_json: str | None, vs_json: str | None, quality_json: str | None, out: str) -> None:
+    """The ``docs/benchmarks.md`` Performance chart from the scripts' ``--json`` outputs."""
+    import json
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [(name, json.loads(Path(p).read_text())["figures"]) for name, p in
+              (("data", data_json), ("vs", vs_json), ("quality", quality_json)) if p]
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.6), squeeze=False)
+    for ax, (name, fig_data) in zip(axes[0], panels):
+        if name == "data":
+            labels = list(fig_data["loader"])
+            consume = [fig_data["step"]["step" if k.startswith("workers") else "aug+step"] for k in labels]
+            ax.bar(labels, [fig_data["loader"][k] / c for k, c in zip(labels, consume)], color="tab:blue")
+            ax.axhline(2.0, color="k", ls="--", lw=1, label="target 2x")
+            ax.set_yscale("log")
+            ax.set_title("loader img/s / step img/s")
+        elif name == "vs":
+            labels = list(fig_data)
+            ax.bar(labels, [r["sslkit"] / r["lightly"] for r in fig_data.values()], color="tab:orange")
+            ax.axhline(1.0, color="k", lw=1)
+            ax.set_title("sslkit / lightly step img/s")
+        else:
+            labels = list(fig_data)
+            x = range(len(labels))
+            for i, (key, color) in enumerate((("random", "tab:gray"), ("sslkit", "tab:blue"), ("lightly", "tab:orange"))):
+                ax.bar([j + 0.27 * (i - 1) for j in x], [fig_data[m][key] for m in labels], width=0.27, color=color, label=key)
+            ax.set_xticks(list(x), labels)
+            ax.set_title("kNN top-1 (%), equal steps")
+        ax.tick_params(axis="x", labelrotation=20)
+        if name != "vs":
+            ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+
+
+if __name__ == "__main__":
+    import argparse
+
+    p = argparse.ArgumentParser(description="Draw the Performance chart of docs/benchmarks.md.")
+    p.add_argument("--data", help="bench/data.py --json output")
+    p.add_argument("--vs", help="bench/vs_lightly.py --json output")
+    p.add_argument("--quality", help="bench/quality.py --json output")
+    p.add_argument("--out", default=str(REPO / "docs" / "performance_cpu.png"))
+    a = p.parse_args()
+    chart(a.data, a.vs, a.quality, a.out)

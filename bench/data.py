@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from common import alternate, machine, median, stub_trainer  # noqa: I001  (bench/ is on sys.path)
+from common import alternate, machine, median, save_json, stub_trainer  # noqa: I001  (bench/ is on sys.path)
 from sslkit.data import ShardLoader, ShardStream
 from sslkit.objectives import SimCLR
 from sslkit.transforms import SimCLRViews
@@ -128,6 +128,7 @@ def main() -> None:
     p.add_argument("--batches", type=int, default=None, help="batches per loader measurement")
     p.add_argument("--steps", type=int, default=None, help="batches per end-to-end measurement")
     p.add_argument("--repeats", type=int, default=None, help="default: 2 (cpu), 3 (cuda)")
+    p.add_argument("--json", default=None, help="also write the figures here (for bench/common.py --chart)")
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads of the training process on CPU (1: oversubscribed OpenMP on a shared 2-core machine stalls)")
     args = p.parse_args()
@@ -203,6 +204,13 @@ def main() -> None:
     for w in workers:
         ratio = median(e2e[("device", w)]) / median(e2e[("workers", w)])
         print(f"device / worker augmentation, end to end, {w} workers: {ratio:.2f}x")
+    if args.json:
+        save_json(args.json, {
+            "label": label,
+            "loader": {f"{k} {w}w": median(r) for (k, w), r in rates.items()},
+            "step": step_rate,
+            "end_to_end": {f"{k} {w}w": median(r) for (k, w), r in e2e.items()},
+        })
 
 
 if __name__ == "__main__":

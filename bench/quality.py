@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from common import machine  # noqa: I001  (bench/ is on sys.path)
+from common import machine, save_json  # noqa: I001  (bench/ is on sys.path)
 from vs_lightly import LightlyIJEPA, LightlySimCLR, make_step
 from sslkit.data import ShardLoader, ShardStream
 from sslkit.evaluation.knn import knn_classify
@@ -144,6 +144,7 @@ def main() -> None:
     p.add_argument("--num-bank", type=int, default=5000)
     p.add_argument("--num-test", type=int, default=1000)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--json", default=None, help="also write the figures here (for bench/common.py --chart)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     print(f"machine: {machine()}")
@@ -156,10 +157,13 @@ def main() -> None:
             "bank_labels": train_labels[: args.num_bank], "test": test, "test_labels": test_labels}
     print("| method | random init | sslkit kNN top-1 | lightly kNN top-1 | sslkit - lightly | sslkit s | lightly s |")
     print("|---|---:|---:|---:|---:|---:|---:|")
+    results = {}
     for method in args.methods:
-        r = run(method, data, args)
+        r = results[method] = run(method, data, args)
         print(f"| {method} | {r['random']:.1f} | {r['sslkit']:.1f} | {r['lightly']:.1f} | "
               f"{r['sslkit'] - r['lightly']:+.1f} | {r['sslkit_s']:.0f} | {r['lightly_s']:.0f} |", flush=True)
+    if args.json:
+        save_json(args.json, results)
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from common import alternate, machine, median, stub_trainer  # noqa: I001  (bench/ is on sys.path)
+from common import alternate, machine, median, save_json, stub_trainer  # noqa: I001  (bench/ is on sys.path)
 from sslkit.data import ShardLoader, ShardStream
 from sslkit.transforms import BYOLViews, MaskedImageViews, SimCLRViews
 
@@ -151,7 +151,7 @@ def build(method: str, shards: str, batch_size: int, device: str) -> tuple[nn.Mo
         ours = BYOL(backbone="vit_tiny_patch16_224", backbone_kwargs=VIT, proj_hidden_dim=4096, proj_output_dim=256,
                     ema_momentum=0.99)
         ref, batch = LightlyBYOL(), real_batch(shards, BYOLViews(32, cj_strength=0.5, blur_probs=(0.0, 0.0), **CIFAR), batch_size)
-    elif method == "ijepa":
+    elif method in ("ijepa", "ijepa-same-masks"):
         from lightly.data.ijepa_collate import IJEPAMaskCollator
 
         from sslkit.masking import MultiBlockMaskCollator
@@ -168,6 +168,9 @@ def build(method: str, shards: str, batch_size: int, device: str) -> tuple[nn.Mo
                                              min_keep=4)
         _, enc, pred = lightly_collator([(x,) for x in batch["views"][0]])
         batch["lightly_masks_enc"], batch["lightly_masks_pred"] = enc, pred
+        if method == "ijepa-same-masks":  # equal work: sslkit runs lightly's (truncated) masks
+            batch.pop("masks_context_lens", None)
+            batch["masks_context"], batch["masks_target"] = enc[0], torch.stack(pred, dim=1)  # (B, Kc), (B, M, Kt)
         ctx = batch.get("masks_context_lens")
         kc = float(ctx.float().mean()) if ctx is not None else batch["masks_context"].shape[1]
         print(f"  context tokens per image: sslkit {kc:.1f} (all kept), lightly {enc[0].shape[1]} "
@@ -210,11 +213,13 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--shards", default="/tmp/shards/cifar10-train")
-    p.add_argument("--methods", nargs="+", default=["simclr", "byol", "ijepa"])
+    p.add_argument("--methods", nargs="+", default=["simclr", "byol", "ijepa", "ijepa-same-masks"],
+                   help="ijepa-same-masks: sslkit's step on lightly's masks (equal token counts)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--profile", action="store_true", help="print a torch.profiler table of one step per side")
     p.add_argument("--threads", type=int, default=1, help="torch threads on CPU (1: stable on a shared machine)")
+    p.add_argument("--json", default=None, help="also write the figures here (for bench/common.py --chart)")
     args = p.parse_args()
     torch.manual_seed(0)
     if args.device == "cpu":
@@ -246,6 +251,8 @@ def main() -> None:
     print("|---|---:|---:|---:|")
     for method, rate in results.items():
         print(f"| {method} | {rate['sslkit']:.1f} | {rate['lightly']:.1f} | {rate['sslkit'] / rate['lightly']:.2f}x |")
+    if args.json:
+        save_json(args.json, results)
 
 
 if __name__ == "__main__":
