@@ -70,23 +70,31 @@ class IJEPAPredictor(nn.Module):
     ) -> Tensor:
         """Predict the embeddings of ``targets`` from context tokens.
 
-        To predict several target blocks per image (I-JEPA's M=4), repeat ``z_context`` / ``context``
-        along the batch (``repeat_interleave``) and stack the targets: each row is independent.
+        Several target blocks per image (I-JEPA's M=4) are stacked mask-major along the batch of
+        ``targets`` (``(M * B, Kt)``: block 0 of every image, then block 1, ...); the context is
+        given once and repeated after the input projection (each row of ``targets`` is predicted
+        from its own copy of the context, as in I-JEPA).
 
         Args:
             z_context: Encoder patch tokens at ``context`` positions ``(B, Kc, D)`` (no prefix
                 tokens: pass ``feats[:, num_prefix_tokens:]``).
             context: ``(B, Kc)`` patch indices of the context tokens.
-            targets: ``(B, Kt)`` patch indices to predict.
-            context_lens, target_lens: ``(B,)`` valid entries per row (rest is padding), or ``None``.
+            targets: ``(M * B, Kt)`` patch indices to predict.
+            context_lens: ``(B,)`` valid entries per row of ``context`` (rest is padding), or ``None``.
+            target_lens: ``(M * B,)`` valid entries per row of ``targets``, or ``None``.
 
         Returns:
-            ``p``: ``(B, Kt, D)`` predicted embeddings; rows beyond ``target_lens`` are zero.
+            ``p``: ``(M * B, Kt, D)`` predicted embeddings; rows beyond ``target_lens`` are zero.
         """
         B, Kc, _ = z_context.shape
+        M = targets.shape[0] // B
+        if targets.shape[0] != M * B:
+            raise ValueError(f"targets has {targets.shape[0]} rows, not a multiple of the batch {B}")
         pos_embed = self.pos_embed.expand(B, -1, -1)
         x = self.predictor_embed(z_context) + _gather(pos_embed, context)  # (B, Kc, Dp)
-        t = self.mask_token + _gather(pos_embed, targets)  # (B, Kt, Dp)
+        x, context = x.repeat(M, 1, 1), context.repeat(M, 1)  # (M * B, Kc, Dp)
+        context_lens = context_lens.repeat(M) if context_lens is not None else None
+        t = self.mask_token + _gather(self.pos_embed.expand(M * B, -1, -1), targets)  # (M * B, Kt, Dp)
         x = torch.cat([x, t.to(x.dtype)], dim=1)
         pos = None
         if context_lens is not None or target_lens is not None:
