@@ -158,7 +158,7 @@ def ijepa_bench(name: str, batch_size: int, device: str, amp: bool, repeats: int
     contexts, targets = ijepa_masks(batch_size, grid, gen)
     context, context_lens = pad_stack(contexts)
     # I-JEPA's 4 targets per image share one size per image; pad across the batch.
-    t_rows = [t[m] for m in range(4) for t in targets]  # mask-major, like lightly/I-JEPA
+    t_rows = [t[m] for t in targets for m in range(4)]  # image-major (B * 4 rows)
     target, target_lens = pad_stack(t_rows)
     context, context_lens, target, target_lens = (t.to(device) for t in (context, context_lens, target, target_lens))
     print(
@@ -218,10 +218,10 @@ def _ijepa_step(
         with torch.autocast(device, dtype=torch.bfloat16, enabled=amp):
             with torch.no_grad():
                 h = F.layer_norm(target_encoder.forward_features(x), (encoder.embed_dim,))
-                h = h.repeat(4, 1, 1).gather(1, target.unsqueeze(-1).expand(-1, -1, h.shape[-1]))
+                h = h.repeat_interleave(4, 0).gather(1, target.unsqueeze(-1).expand(-1, -1, h.shape[-1]))
             z = context_tokens()
             outs.setdefault(mode, z.detach())  # first step: all modes share weights
-            p = predictor(z, context, target, context_lens, target_lens)  # 4 target blocks, mask-major
+            p = predictor(z, context, target, context_lens, target_lens)  # 4 target blocks, image-major
             valid = (torch.arange(target.shape[1], device=device) < target_lens.unsqueeze(1)).unsqueeze(-1)
             loss = (F.smooth_l1_loss(p.float(), h.float(), reduction="none") * valid).sum() / valid.sum()
         loss.backward()

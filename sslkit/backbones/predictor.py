@@ -70,21 +70,22 @@ class IJEPAPredictor(nn.Module):
     ) -> Tensor:
         """Predict the embeddings of ``targets`` from context tokens.
 
-        Several target blocks per image (I-JEPA's M=4) are stacked mask-major along the batch of
-        ``targets`` (``(M * B, Kt)``: block 0 of every image, then block 1, ...); the context is
-        given once and repeated after the input projection (each row of ``targets`` is predicted
-        from its own copy of the context, as in I-JEPA).
+        Several target blocks per image (I-JEPA's M=4) are stacked image-major along the batch of
+        ``targets`` (``(B * M, Kt)``, i.e. ``masks_target.flatten(0, 1)`` of a ``(B, M, Kt)``
+        collator output); the context is given once and repeated after the input projection (each
+        row of ``targets`` is predicted from its own copy of the context, as in I-JEPA). Passing
+        an already repeated context (``M == 1``) gives the same result at a higher cost.
 
         Args:
             z_context: Encoder patch tokens at ``context`` positions ``(B, Kc, D)`` (no prefix
                 tokens: pass ``feats[:, num_prefix_tokens:]``).
             context: ``(B, Kc)`` patch indices of the context tokens.
-            targets: ``(M * B, Kt)`` patch indices to predict.
+            targets: ``(B * M, Kt)`` patch indices to predict.
             context_lens: ``(B,)`` valid entries per row of ``context`` (rest is padding), or ``None``.
-            target_lens: ``(M * B,)`` valid entries per row of ``targets``, or ``None``.
+            target_lens: ``(B * M,)`` valid entries per row of ``targets``, or ``None``.
 
         Returns:
-            ``p``: ``(M * B, Kt, D)`` predicted embeddings; rows beyond ``target_lens`` are zero.
+            ``p``: ``(B * M, Kt, D)`` predicted embeddings; rows beyond ``target_lens`` are zero.
         """
         B, Kc, _ = z_context.shape
         M = targets.shape[0] // B
@@ -92,9 +93,9 @@ class IJEPAPredictor(nn.Module):
             raise ValueError(f"targets has {targets.shape[0]} rows, not a multiple of the batch {B}")
         pos_embed = self.pos_embed.expand(B, -1, -1)
         x = self.predictor_embed(z_context) + _gather(pos_embed, context)  # (B, Kc, Dp)
-        x, context = x.repeat(M, 1, 1), context.repeat(M, 1)  # (M * B, Kc, Dp)
-        context_lens = context_lens.repeat(M) if context_lens is not None else None
-        t = self.mask_token + _gather(self.pos_embed.expand(M * B, -1, -1), targets)  # (M * B, Kt, Dp)
+        x, context = x.repeat_interleave(M, 0), context.repeat_interleave(M, 0)  # (B * M, Kc, Dp)
+        context_lens = context_lens.repeat_interleave(M, 0) if context_lens is not None else None
+        t = self.mask_token + _gather(self.pos_embed.expand(M * B, -1, -1), targets)  # (B * M, Kt, Dp)
         x = torch.cat([x, t.to(x.dtype)], dim=1)
         pos = None
         if context_lens is not None or target_lens is not None:

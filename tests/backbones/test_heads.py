@@ -47,8 +47,8 @@ def test_predictor_variable_lengths_equal_each_sample_alone(varlen: str) -> None
 def test_predictor_multiple_target_blocks_equal_repeated_context() -> None:
     model = _predictor().eval()
     z, context, targets = torch.randn(2, 5, 32), torch.randint(0, 16, (2, 5)), torch.randint(0, 16, (3 * 2, 4))
-    stacked = model(z, context, targets)  # 3 blocks per image, mask-major
-    repeated = model(z.repeat(3, 1, 1), context.repeat(3, 1), targets)
+    stacked = model(z, context, targets)  # 3 blocks per image, image-major
+    repeated = model(z.repeat_interleave(3, 0), context.repeat_interleave(3, 0), targets)
     assert stacked.shape == (6, 4, 32)
     torch.testing.assert_close(stacked, repeated, atol=1e-5, rtol=1e-5)
 
