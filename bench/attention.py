@@ -49,9 +49,10 @@ def _reset_cpu_peak() -> int:
 
 
 def _run(
-    impl: str, L: int, batch_size: int, device: str, repeats: int, window: int, grad: bool, queue: mp.Queue
+    impl: str, L: int, batch_size: int, device: str, repeats: int, window: int, grad: bool, threads: int, queue: mp.Queue
 ) -> None:
-    torch.set_num_threads(2 if device == "cpu" else torch.get_num_threads())
+    if device == "cpu":
+        torch.set_num_threads(threads)
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
     q, k, v = (torch.randn(batch_size, HEADS, L, HEAD_DIM, device=device, dtype=dtype, requires_grad=grad) for _ in range(3))
     mask = None
@@ -99,11 +100,11 @@ def _run(
 
 
 def measure(
-    impl: str, L: int, batch_size: int, device: str, repeats: int, window: int = 0, grad: bool = True
+    impl: str, L: int, batch_size: int, device: str, repeats: int, window: int = 0, grad: bool = True, threads: int = 2
 ) -> tuple[float, int, str]:
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    proc = ctx.Process(target=_run, args=(impl, L, batch_size, device, repeats, window, grad, queue))
+    proc = ctx.Process(target=_run, args=(impl, L, batch_size, device, repeats, window, grad, threads, queue))
     proc.start()
     result = queue.get()
     proc.join()
@@ -114,24 +115,25 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=2, help="CPU threads (1 on an oversubscribed machine)")
     args = parser.parse_args()
-    dev = args.device
-    print(f"# bench/attention.py  device={dev}  {'bf16' if dev == 'cuda' else 'fp32'}  H={HEADS} d={HEAD_DIM}"
+    dev, th = args.device, args.threads
+    print(f"# bench/attention.py  device={dev}  {'bf16' if dev == 'cuda' else 'fp32'}  H={HEADS} d={HEAD_DIM}  threads={th}"
           f"  torch {torch.__version__}  {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
     print(f"{'L':>5} {'B':>3}  {'impl':18s} {'pass':8s} {'time ms':>9} {'peak MiB':>9}  {'speedup':>8} {'mem ratio':>9}")
     for L in (256, 1024, 4096):
         B = {256: 32, 1024: 4, 4096: 1}[L] * (8 if dev == "cuda" else 1)
-        naive = measure("naive", L, B, dev, args.repeats)
-        ours = measure("sdpa", L, B, dev, args.repeats)
+        naive = measure("naive", L, B, dev, args.repeats, threads=th)
+        ours = measure("sdpa", L, B, dev, args.repeats, threads=th)
         for name, (t, m, kind) in (("naive", naive), ("sdpa (ours)", ours)):
             print(f"{L:5d} {B:3d}  {name:18s} {kind:8s} {1e3 * t:9.2f} {m / 2**20:9.1f}"
                   f"  {naive[0] / t:7.2f}x {naive[1] / max(m, 1):8.2f}x")
     L, window = 4096, 7  # 64x64 patch grid (e.g. 1024 px at patch 16), 7x7 neighbourhood
     print(f"Local attention, L={L} (64x64 grid), {window}x{window} window, B=1:")
     grad = dev == "cuda"  # FlexAttention has no CPU backward: compare forward passes there
-    naive = measure("naive", L, 1, dev, args.repeats, window, grad)
+    naive = measure("naive", L, 1, dev, args.repeats, window, grad, th)
     for name, impl in (("naive + mask", "naive"), ("sdpa + dense mask", "sdpa"), ("flex BlockMask", "flex")):
-        t, m, kind = naive if impl == "naive" else measure(impl, L, 1, dev, args.repeats, window, grad)
+        t, m, kind = naive if impl == "naive" else measure(impl, L, 1, dev, args.repeats, window, grad, th)
         print(f"{L:5d} {1:3d}  {name:18s} {kind:8s} {1e3 * t:9.2f} {m / 2**20:9.1f}"
               f"  {naive[0] / t:7.2f}x {naive[1] / max(m, 1):8.2f}x")
     if dev == "cpu":

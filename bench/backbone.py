@@ -170,15 +170,23 @@ def ijepa_bench(name: str, batch_size: int, device: str, amp: bool, repeats: int
     outs: dict[str, torch.Tensor] = {}
     for mode in ("no-drop", "drop-pad", "drop-pack"):
         steps[mode] = _ijepa_step(name, mode, x, grid, context, context_lens, target, target_lens, device, amp, outs)
+    flops = {mode: count_flops(step) for mode, step in steps.items()}
     results = interleaved_medians(steps, device, repeats)
     for mode in steps:
         t, c = results[mode], results[f"{mode}/cpu"]
-        print(f"  {mode:9s} step {1e3 * t:8.1f} ms wall ({1e3 * c:8.1f} ms CPU)  {batch_size / t:7.1f} img/s")
+        print(
+            f"  {mode:9s} step {1e3 * t:8.1f} ms wall ({1e3 * c:8.1f} ms CPU)  {batch_size / t:7.1f} img/s"
+            f"  {flops[mode] / 1e9:6.1f} GFLOP"
+        )
     diff = (outs["no-drop"] - outs["drop-pack"]).abs().max().item()
     print(f"  max |context tokens no-drop - drop| = {diff:.2e} (same computation, different cost)")
     print(
         f"  speedup token dropping (wall): pack {results['no-drop'] / results['drop-pack']:.2f}x,"
         f" pad {results['no-drop'] / results['drop-pad']:.2f}x; pack vs pad {results['drop-pad'] / results['drop-pack']:.2f}x"
+    )
+    print(
+        f"  FLOP ratio no-drop / drop = {flops['no-drop'] / flops['drop-pack']:.2f}x: the ceiling, since the EMA"
+        " target encoder (all tokens) and the predictor cost the same either way"
     )
     if device == "cpu":
         r = {k[:-4]: v for k, v in results.items() if k.endswith("/cpu")}

@@ -28,8 +28,10 @@ from sslkit.backbones.masks import AttnMask, PackedMask
 
 @functools.cache
 def _compiled_flex_attention() -> Callable[..., Tensor]:
-    # Compiled once per process; without compile FlexAttention materialises the scores.
-    return torch.compile(flex_attention, dynamic=False)
+    # Compiled once per process; without compile FlexAttention materialises the scores. Default
+    # dynamic-shape handling: packed lengths change every step, so after the first recompile the
+    # kernel is traced with a symbolic length instead of once per length.
+    return torch.compile(flex_attention)
 
 
 def attend(

@@ -94,6 +94,12 @@ def dense_mask(mask_mod: MaskMod, batch_size: int, seq_len: int, device: torch.d
     return mask_mod(b, h, idx.view(1, 1, -1, 1), idx.view(1, 1, 1, -1))
 
 
+def _block_mask(mask_mod: MaskMod, batch_size: int, seq_len: int, device: torch.device) -> BlockMask:
+    # On CUDA, compiling the mask construction avoids materialising the (L, L) mask (L = B * K
+    # when packed); on CPU the eager path is cheaper than a compile.
+    return create_block_mask(mask_mod, batch_size, None, seq_len, seq_len, device, _compile=device.type == "cuda")
+
+
 def _clip_window(window: Window, grid: tuple[int, int]) -> Window:
     # A window covering the whole grid is global attention; the SDPA fast path handles that.
     if window is None or (window[0] >= grid[0] and window[1] >= grid[1]):
@@ -133,9 +139,9 @@ def build_masks(
             doc = torch.arange(B, device=pos.device).unsqueeze(1).expand(B, L)[valid]
             packed_pos = pos[valid].unsqueeze(0)  # (1, T)
             T = packed_pos.shape[1]
-            cache[w] = create_block_mask(make_mask_mod(packed_pos, grid, w, doc), 1, None, T, T, pos.device)
+            cache[w] = _block_mask(make_mask_mod(packed_pos, grid, w, doc), 1, T, pos.device)
         elif impl == "flex":
-            cache[w] = create_block_mask(make_mask_mod(pos, grid, w), B, None, L, L, pos.device)
+            cache[w] = _block_mask(make_mask_mod(pos, grid, w), B, L, pos.device)
         else:
             mask = (pos != PAD).view(B, 1, 1, L) if w is None else dense_mask(make_mask_mod(pos, grid, w), B, L, pos.device)
             if valid is not None:
