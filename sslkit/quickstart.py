@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -23,7 +24,7 @@ from torch import nn
 from sslkit.data import ShardDataModule, build_eval_loader, open_source, write_shards
 from sslkit.evaluation.features import extract_features
 from sslkit.evaluation.knn import knn_classify, knn_key
-from sslkit.evaluation.results import checkpoint_record, write_result
+from sslkit.evaluation.results import checkpoint_record
 from sslkit.objectives import SimCLR
 from sslkit.transforms import EvalTransform, SimCLRViews
 
@@ -111,17 +112,47 @@ def main(argv: list[str] | None = None) -> int:
     rows["random_init"] = knn_top1(copy.deepcopy(model.backbone), shards)  # the very init that is trained
     rows["pretrained"] = knn_top1(pretrain(model, args, shards).backbone, shards)
     seconds = time.perf_counter() - start
-    _print_table(rows, seconds)
-    numbers: dict[str, Any] = {name: row for name, row in rows.items()}
-    write_result(args.out / "quickstart.json", "knn", numbers, checkpoint=checkpoint_record(args.out / "checkpoints" / "last.ckpt"),
-                 dataset="sklearn digits (32 px), stratified 80/20 split", objective="SimCLR",
-                 backbone=BACKBONE, backbone_kwargs=BACKBONE_KWARGS, epochs=args.epochs, seconds=round(seconds, 1))
+    table = _table(rows)
+    print(f"\nkNN top-1 on held-out digits ({seconds:.0f} s total)\n" + "\n".join(table))
+    ckpt = args.out / "checkpoints" / "last.ckpt"
+    result = {
+        "protocol": "knn", "objective": "SimCLR", "dataset": "sklearn digits (32 px), stratified 80/20 split",
+        "backbone": BACKBONE, "backbone_kwargs": BACKBONE_KWARGS, "epochs": args.epochs,
+        "seconds": round(seconds, 1), "checkpoint": checkpoint_record(ckpt), "numbers": rows,
+    }
+    (args.out / "quickstart.json").write_text(json.dumps(result, indent=2) + "\n")
+    (args.out / "quickstart.md").write_text("# sslkit quickstart: kNN top-1 (%)\n\n" + "\n".join(table) + "\n")
+    _plot(rows, args.out / "quickstart.png")
+    print(f"results: {args.out / 'quickstart.json'}, {args.out / 'quickstart.png'}")
     return 0
 
 
-def _print_table(rows: dict[str, dict[str, float]], seconds: float) -> None:
+def _plot(rows: dict[str, dict[str, float]], path: Path) -> None:
+    """Bar chart of kNN top-1 per feature source, one bar group per (k, T)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     keys = list(next(iter(rows.values())))
-    print(f"\nkNN top-1 on held-out digits ({seconds:.0f} s total)")
-    print(f"{'features':<14}" + "".join(f"{k:>16}" for k in keys))
-    for name, row in rows.items():
-        print(f"{name:<14}" + "".join(f"{row[k]:>15.1f}%" for k in keys))
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    width = 0.8 / len(keys)
+    for i, key in enumerate(keys):
+        values = [row[key] for row in rows.values()]
+        bars = ax.bar([j + i * width for j in range(len(rows))], values, width, label=key)
+        ax.bar_label(bars, fmt="%.1f", fontsize=8)
+    ax.set_xticks([j + width * (len(keys) - 1) / 2 for j in range(len(rows))], list(rows))
+    ax.set_ylabel("kNN top-1 (%)")
+    ax.set_ylim(0, 105)
+    ax.set_title("sslkit quickstart: held-out digits")
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _table(rows: dict[str, dict[str, float]]) -> list[str]:
+    """Markdown table: one row per feature source, one column per (k, T)."""
+    keys = list(next(iter(rows.values())))
+    lines = ["| features | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
+    return lines + [f"| {name} | " + " | ".join(f"{row[k]:.1f}" for k in keys) + " |" for name, row in rows.items()]

@@ -22,5 +22,6 @@ def test_quickstart_runs_and_pretraining_helps(tmp_path: Path, capsys: pytest.Ca
     assert top1["raw_pixels"] > 90.0  # kNN on digit pixels is a strong baseline
     assert top1["pretrained"] > top1["random_init"] + 5.0  # two epochs already help
     assert (tmp_path / "quickstart.md").exists()
+    assert (tmp_path / "quickstart.png").stat().st_size > 0
     assert (tmp_path / "checkpoints" / "last.ckpt").exists()
     assert len(list((tmp_path / "shards" / "train").glob("*.tar"))) >= 1
