@@ -31,6 +31,9 @@ from sslkit.distributed.checkpoint_io import TMP_SUFFIX, AtomicCheckpointIO, rec
 from sslkit.objectives.ema import ema_state_dict, load_ema_state_dict
 
 EMA_FILE = "ema_fp32_rank{rank}.pt"
+DEEPSPEED_KEYS = ("buffer_names", "param_shapes", "frozen_param_shapes", "frozen_param_fragments", "shared_params",
+                  "ds_config", "ds_version", "data_sampler", "random_ltd", "global_samples",
+                  "checkpoint_parallel_dimensions")
 
 
 class ZeROStrategy(DeepSpeedStrategy):
@@ -99,9 +102,13 @@ def convert_checkpoint(checkpoint_dir: str | Path, output_file: str | Path) -> d
     tmp = output_file.with_name(output_file.name + TMP_SUFFIX)
     checkpoint = convert_zero_checkpoint_to_fp32_state_dict(checkpoint_dir, tmp)
     tmp.unlink(missing_ok=True)
-    state = checkpoint["state_dict"]
+    for key in DEEPSPEED_KEYS:  # engine bookkeeping, not part of a Lightning checkpoint
+        checkpoint.pop(key, None)
+    # zero_to_fp32 rebuilds parameters in fp32; buffers (e.g. fixed position tables) keep the run's dtype.
+    state = {k: v.float() if v.is_floating_point() else v for k, v in checkpoint["state_dict"].items()}
     for name, value in merge_ema_shadows(checkpoint_dir, {k: v.shape for k, v in state.items()}).items():
         state[name] = value
+    checkpoint["state_dict"] = state
     AtomicCheckpointIO().save_checkpoint(checkpoint, output_file)
     return checkpoint
 

@@ -64,7 +64,7 @@ def test_deepspeed_layer_maps_stage_offload_precision_clipping(name: str, tmp_pa
     assert zero["stage"] == stage
     assert zero.get("offload_optimizer", {}).get("device") == offload_opt
     assert zero.get("offload_param", {}).get("device") == offload_param
-    assert cli.trainer.precision == "bf16-mixed"
+    assert cli.trainer.precision == "bf16-true"
 
     # What the engine receives once fitting starts: precision, clipping, micro batch, accumulation.
     cli.trainer.strategy._lightning_module = cli.model
