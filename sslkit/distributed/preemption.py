@@ -81,9 +81,20 @@ class PreemptionCheckpoint(Checkpoint):
             self._previous = signal.signal(self.signum, self._on_signal)
 
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        self._restore_handler(trainer)
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        self._restore_handler(trainer)  # Lightning skips teardown hooks when fit raises (Preempted included)
+
+    def _restore_handler(self, trainer: pl.Trainer) -> None:
         if self._previous is not None and threading.current_thread() is threading.main_thread():
             signal.signal(self.signum, self._previous)
+            # Lightning's signal connector recorded our handler as the one to put back at its teardown.
+            originals = getattr(getattr(trainer, "_signal_connector", None), "_original_handlers", {})
+            if originals.get(self.signum) == self._on_signal:
+                originals[self.signum] = self._previous
             self._previous = None
+        self.requested = False
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         self.requested = True  # only a flag: the work happens at the step boundary
