@@ -168,14 +168,15 @@ def build(method: str, shards: str, batch_size: int, device: str) -> tuple[nn.Mo
                                              min_keep=4)
         _, enc, pred = lightly_collator([(x,) for x in batch["views"][0]])
         batch["lightly_masks_enc"], batch["lightly_masks_pred"] = enc, pred
-        if method == "ijepa-same-masks":  # equal work: sslkit runs lightly's (truncated) masks
-            batch.pop("masks_context_lens", None)
-            batch["masks_context"], batch["masks_target"] = enc[0], torch.stack(pred, dim=1)  # (B, Kc), (B, M, Kt)
         ctx = batch.get("masks_context_lens")
         kc = float(ctx.float().mean()) if ctx is not None else batch["masks_context"].shape[1]
         print(f"  context tokens per image: sslkit {kc:.1f} (all kept), lightly {enc[0].shape[1]} "
               f"(truncated to the batch minimum); target tokens per block: sslkit {batch['masks_target'].shape[2]}, "
               f"lightly {pred[0].shape[1]}")
+        if method == "ijepa-same-masks":  # equal work: sslkit runs lightly's (truncated) masks
+            batch.pop("masks_context_lens", None)
+            batch["masks_context"], batch["masks_target"] = enc[0], torch.stack(pred, dim=1)  # (B, Kc), (B, M, Kt)
+            print("  sslkit runs lightly's masks")
     else:
         raise ValueError(method)
     batch = {k: (v.to(device) if torch.is_tensor(v) else [t.to(device) if torch.is_tensor(t) else t for t in v]
