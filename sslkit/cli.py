@@ -37,8 +37,15 @@ def _run_dir_default(recipes: list[str]) -> Path:
     if os.environ.get("SSLKIT_RUN_DIR"):
         return Path(os.environ["SSLKIT_RUN_DIR"])
     name = Path(recipes[-1]).stem if recipes else "run"
-    job = os.environ.get("SLURM_ARRAY_JOB_ID") or os.environ.get("SLURM_JOB_ID")
-    run_dir = Path("runs") / name / (f"job{job}" if job else time.strftime("%Y%m%d-%H%M%S"))
+    if os.environ.get("SLURM_ARRAY_JOB_ID"):  # each array task its own run (and requeue target)
+        key = f"job{os.environ['SLURM_ARRAY_JOB_ID']}_{os.environ.get('SLURM_ARRAY_TASK_ID', '0')}"
+    elif os.environ.get("SLURM_JOB_ID"):
+        key = f"job{os.environ['SLURM_JOB_ID']}"
+    elif os.environ.get("TORCHELASTIC_RUN_ID"):  # the same on every torchrun worker and restart
+        key = f"torchrun-{os.environ['TORCHELASTIC_RUN_ID']}"
+    else:
+        key = time.strftime("%Y%m%d-%H%M%S")
+    run_dir = Path("runs") / name / key
     os.environ["SSLKIT_RUN_DIR"] = str(run_dir)  # inherited by Lightning's DDP re-launches
     return run_dir
 

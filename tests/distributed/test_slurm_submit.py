@@ -46,3 +46,19 @@ def test_bad_requests_fail_before_the_queue(capsys: pytest.CaptureFixture[str]) 
         main(["slurm", "submit", "-c", "nope.yaml", "--dry-run"])
     with pytest.raises(KeyError, match="missing"):
         render("{{missing}}", {})
+
+
+@pytest.mark.parametrize(("env", "key"), [
+    ({"SLURM_JOB_ID": "42"}, "job42"),
+    ({"SLURM_JOB_ID": "43", "SLURM_ARRAY_JOB_ID": "40", "SLURM_ARRAY_TASK_ID": "3"}, "job40_3"),
+    ({"TORCHELASTIC_RUN_ID": "abc"}, "torchrun-abc"),
+])
+def test_run_dir_keyed_by_job(env: dict[str, str], key: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sslkit.cli import _run_dir_default
+
+    for name in ("SSLKIT_RUN_DIR", "SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID", "TORCHELASTIC_RUN_ID"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    # A requeued job / restarted worker gets the same folder, so --resume auto finds its last.ckpt.
+    assert _run_dir_default(["recipes/byol/vit_tiny_cifar10.yaml"]) == Path("runs/vit_tiny_cifar10") / key
