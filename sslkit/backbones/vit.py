@@ -20,7 +20,7 @@ from typing import Any, Optional, Sequence, Union
 import torch
 from timm.models.vision_transformer import Block
 from timm.models.vision_transformer import VisionTransformer as TimmVisionTransformer
-from torch import Tensor
+from torch import Tensor, nn
 
 from sslkit.backbones.attention import Attention, to_fused_attention
 from sslkit.backbones.blocks import AttnImpl, VarLen, pad_positions, run_layout
@@ -105,6 +105,8 @@ class VisionTransformer(TimmVisionTransformer):
             windows = [tuple(w) if w is not None else None for w in local_window]  # type: ignore[misc]
         if len(windows) != depth:
             raise ValueError(f"local_window has {len(windows)} entries for {depth} blocks")
+        if any(w is not None for w in windows) and not isinstance(self.patch_drop, nn.Identity):
+            raise ValueError("local_window needs token positions; patch_drop_rate > 0 would scramble them")
         if varlen not in ("pad", "pack") or attn_impl not in ("auto", "sdpa", "flex"):
             raise ValueError(f"varlen={varlen!r} / attn_impl={attn_impl!r} not understood")
         self.local_windows = windows
