@@ -67,7 +67,7 @@ class IJEPA(SSLObjective):
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         x = batch["views"][0]
         context, context_lens, targets = batch["masks_context"], batch.get("masks_context_lens"), batch["masks_target"]
-        B, M, _ = targets.shape
+        B = targets.shape[0]
         P = self.backbone.num_prefix_tokens
         m = cosine_increase(self.global_step, self.total_steps(), self.momentum_start, self.momentum_end)
         update_momentum(self.backbone, self.teacher_backbone, m)
@@ -75,12 +75,9 @@ class IJEPA(SSLObjective):
         with torch.no_grad():
             h = ijepa_targets(self.teacher_backbone.forward_features(x)[:, P:], targets)  # (B*M, Kt, D)
         z = self.backbone.forward_features(x, keep=context, keep_lens=context_lens)[:, P:]  # (B, Kc, D)
-        p = self.predictor(  # each image's context predicts each of its M target blocks
-            z.repeat_interleave(M, 0),
-            context.repeat_interleave(M, 0),
-            targets.flatten(0, 1),
-            context_lens=context_lens.repeat_interleave(M, 0) if context_lens is not None else None,
-        )  # (B*M, Kt, D)
+        # Each image's context predicts each of its M target blocks; the predictor repeats the context
+        # after its (narrower) input projection, so the repeat is cheap.
+        p = self.predictor(z, context, targets.flatten(0, 1), context_lens=context_lens)  # (B*M, Kt, D)
         loss = ijepa_loss(p, h, self.loss_kind)
 
         self.log("train/loss", loss, prog_bar=True, batch_size=B)
