@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import os
-import socket
 from pathlib import Path
 
 import pytest
@@ -73,18 +72,14 @@ def test_fp32_update_unchanged_and_buffers_copied() -> None:
         assert SHADOW_ATTR not in t.__dict__
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _zero3_worker(rank: int, world_size: int, port: int, dtype: torch.dtype, out: Path) -> None:
+def _zero3_worker(rank: int, world_size: int, dtype: torch.dtype, out: Path) -> None:
     import deepspeed
 
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world_size),
-                      LOCAL_RANK=str(rank))
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
+    # A file rendezvous: no TCP port to race other processes for. DeepSpeed adopts the process group.
+    torch.distributed.init_process_group("gloo", init_method=f"file://{out / 'rendezvous'}", rank=rank,
+                                         world_size=world_size)
     deepspeed.init_distributed(dist_backend="gloo")
     student, teacher = _models()
     container = nn.ModuleDict({"student": student, "teacher": teacher}).to(dtype)
@@ -115,7 +110,7 @@ def test_zero3_sharded_ema_equals_whole_ema(dtype: torch.dtype, tmp_path: Path) 
     pytest.importorskip("deepspeed")
     from sslkit.distributed.zero import merge_ema_shadows
 
-    mp.spawn(_zero3_worker, args=(2, _free_port(), dtype, tmp_path), nprocs=2, join=True)
+    mp.spawn(_zero3_worker, args=(2, dtype, tmp_path), nprocs=2, join=True)
     result = torch.load(tmp_path / "result.pt", weights_only=True)
     rtol = 0 if dtype == torch.float32 else 2**-8  # bf16: the teacher weights are the rounded shadow
     for name, ref in result["reference"].items():
