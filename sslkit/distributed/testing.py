@@ -74,6 +74,8 @@ class LocalSlurm:
         return {**(os.environ if base is None else base), "SLURM_CONF": str(self.conf)}
 
     def start(self, timeout: float = 60) -> LocalSlurm:
+        if os.geteuid() != 0:
+            raise SlurmUnavailable("the local cluster runs slurmctld/slurmd as root (SlurmUser=root)")
         ensure_installed()
         for sub in ("munge", "state", "spool", "log"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
