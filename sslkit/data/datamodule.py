@@ -83,6 +83,7 @@ class ShardDataModule(pl.LightningDataModule):
         self._epoch = 0
         self._batches_consumed = 0
         self._state_to_load: dict[str, Any] | None = None
+        self._restored_epoch = 0
 
     def train_dataloader(self) -> DataLoader:
         self._train_stream = ShardStream(
@@ -143,13 +144,16 @@ class ShardDataModule(pl.LightningDataModule):
             return
         self._state_to_load = dict(state_dict)
         self._epoch, self._batches_consumed = int(state_dict["epoch"]), int(state_dict["batches_consumed"])
+        self._restored_epoch = self._epoch
         if self._train_stream is not None:
             self._train_stream.load_state_dict(state_dict)
 
     def _trainer_epoch(self) -> int:
         trainer = self.trainer
         if trainer is not None:
-            return trainer.current_epoch
+            # The loader may be built (e.g. by `estimated_stepping_batches` in configure_optimizers)
+            # before Lightning restores `current_epoch`; the restored stream state knows the epoch.
+            return max(trainer.current_epoch, self._restored_epoch)
         assert self._train_stream is not None
         return self._train_stream._next_epoch
 

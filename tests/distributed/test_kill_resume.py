@@ -30,13 +30,6 @@ from tests.distributed.helpers import (
 BATCH, EPOCHS, EVERY = 8, 2, 3
 STEPS_PER_EPOCH = NUM_SAMPLES // BATCH  # 8
 KILL_STEPS = {0: (4, 5), 1: (11, 14)}  # resume epoch -> kill-step range (checkpoints at 3, 6 | 9, 12, 15)
-DATA_EPOCH_BUG = (
-    "ShardDataModule reads trainer.current_epoch when Lightning first builds the train iterator, which"
-    " SSLObjective.configure_optimizers triggers (estimated_stepping_batches -> fit_loop.setup_data -> iter)"
-    " before Lightning restores its loop counters: a resume inside epoch >= 1 replays epoch 0's order"
-)
-
-
 def _kill_at_step(recipe: Path, run_dir: Path, key_log: Path, step: int, timeout: float = 240) -> int:
     """Start a pretrain, SIGKILL its whole process group once ``step`` is logged; the last logged step."""
     proc = subprocess.Popen(pretrain_command(recipe), env=child_env(run_dir), cwd=REPO_ROOT, start_new_session=True,
@@ -79,7 +72,7 @@ def uninterrupted(digit_shards: Path, tmp_path_factory: pytest.TempPathFactory) 
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("resume_epoch", [0, pytest.param(1, marks=pytest.mark.xfail(reason=DATA_EPOCH_BUG, strict=True))])
+@pytest.mark.parametrize("resume_epoch", [0, 1])
 def test_kill9_resume_exactly_once_and_same_weights(resume_epoch: int, uninterrupted: dict, digit_shards: Path,
                                                      tmp_path: Path) -> None:
     seed = int(os.environ.get("SSLKIT_KILL_SEED", time.time_ns() % 10_000))
