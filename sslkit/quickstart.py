@@ -18,7 +18,6 @@ from typing import Any
 
 import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint
-from lightning.pytorch.loggers import CSVLogger
 from torch import nn
 
 from sslkit.data import ShardDataModule, build_eval_loader, open_source, write_shards
@@ -26,6 +25,7 @@ from sslkit.evaluation.features import extract_features
 from sslkit.evaluation.knn import knn_classify, knn_key
 from sslkit.evaluation.results import checkpoint_record
 from sslkit.objectives import SimCLR
+from sslkit.run_logs import ResumableCSVLogger
 from sslkit.transforms import EvalTransform, SimCLRViews
 
 MEAN, STD = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
@@ -95,7 +95,7 @@ def pretrain(model: SimCLR, args: argparse.Namespace, shards: dict[str, Path]) -
                          train_transform=digit_views(), shuffle_buffer=512, seed=args.seed, pin_memory=False)
     trainer = L.Trainer(
         accelerator="cpu", devices=1, max_epochs=args.epochs, default_root_dir=args.out,
-        logger=CSVLogger(args.out, name="", version=""), log_every_n_steps=5, enable_model_summary=False,
+        logger=ResumableCSVLogger(args.out, name="", version=""), log_every_n_steps=5, enable_model_summary=False,
         callbacks=[ModelCheckpoint(dirpath=args.out / "checkpoints", save_last=True, save_top_k=0)],
     )
     trainer.fit(model, datamodule=dm)

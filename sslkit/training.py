@@ -9,13 +9,14 @@ from typing import Any
 from lightning.pytorch import LightningDataModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
-from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from lightning.pytorch.loggers import TensorBoardLogger
 
 from sslkit.callbacks.data_health import DataHealth
 from sslkit.distributed.checkpoint_io import recover_checkpoint
 from sslkit.distributed.environment import trainer_callbacks, trainer_plugins
 from sslkit.distributed.preemption import EXIT_PREEMPTED, Preempted
 from sslkit.objectives.base import SSLObjective
+from sslkit.run_logs import ResumableCSVLogger
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ class SSLCLI(LightningCLI):
         if self.config.trainer.logger in (None, True):
             # CSV for scripts (eval report reads it), TensorBoard for people; both in the run dir.
             kwargs["logger"] = [
-                CSVLogger(self.run_dir, name="", version=""),
+                ResumableCSVLogger(self.run_dir, name="", version=""),
                 TensorBoardLogger(self.run_dir, name="tb", version=""),
             ]
         # Atomic checkpoint writes, SLURM without Lightning's in-handler requeue, preemption callback.
