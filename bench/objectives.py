@@ -327,7 +327,7 @@ def plot(rows: dict[str, dict], path: Path, title: str) -> None:
     ax.set_xticks(list(x), names, rotation=30, ha="right", fontsize=8)
     ax.set_ylabel("kNN top-1 % (k=20)")
     ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=8, loc="upper left")
+    ax.legend(fontsize=8, loc="lower right", framealpha=0.9)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -389,7 +389,9 @@ def main() -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "result.json").write_text(json.dumps(result, indent=2))
     if args.plot:
-        plot(rows, args.plot, f"CIFAR-10 kNN, ViT-Tiny/4 x{args.depth} blocks, {args.steps} steps x {args.batch_size}")
+        title = (f"CIFAR-10 kNN, ViT-Tiny/{args.patch_size} x {args.depth} blocks, "
+                 f"{args.steps} steps x {args.batch_size}")
+        plot(rows, args.plot, title)
     print(f"\n{len(rows)} objectives in {result['seconds']:.0f} s; result: {args.out / 'result.json'}")
     if failed:
         print(f"NOT beating random init: {failed}")

@@ -9,8 +9,7 @@ backbone) stays at or below random init and fails here.
 Families: contrastive (SimCLR), variance-covariance regularised (VICReg), equivariant contrastive
 (CARE), masked pixel reconstruction (MAE) and joint-embedding prediction (I-JEPA). Pooling as in
 ``bench/objectives.py``: the ViT has no class token and every family uses the mean of the patch
-tokens (the features a short run improves first; a random ViT's class token is a weak baseline that
-even a broken objective might beat).
+tokens (one pooling for all, so every family has the same kind of random-init baseline).
 
 Margins (top-1 points): gains measured with seeds 0, 1, 2 (``docs/benchmarks.md``, Objectives) were
 SimCLR +15.3/+10.3/+13.6, VICReg +8.3/+5.6/+6.7, CARE +16.9/+10.8/+11.4, MAE +13.1/+9.7/+8.6, I-JEPA
