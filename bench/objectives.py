@@ -71,12 +71,13 @@ class Setup:
     # Short-run EMA, cosine-increased: a teacher at 0.996 would barely leave its initialisation in ~100 steps.
     ema_start: float = 0.97
     ema_end: float = 0.995
+    sincos_pos_embed: bool = True  # fixed 2-D sin-cos (MAE, I-JEPA, MoCo v3 authors; lightly's masked ViT)
 
     def backbone_kwargs(self, **extra: Any) -> dict[str, Any]:
         # No class token, global average pooling (as the I-JEPA recipe): every objective trains and is
         # evaluated on the mean of the patch tokens, so one pooling serves all and random init is one row.
         return {"img_size": self.image_size, "patch_size": self.patch_size, "depth": self.depth,
-                "class_token": False, "global_pool": "avg", **extra}
+                "class_token": False, "global_pool": "avg", "sincos_pos_embed": self.sincos_pos_embed, **extra}
 
     def optim(self, lr: float = 1e-3, **extra: Any) -> dict[str, Any]:
         """AdamW, warmup over the first 10% of steps, cosine to ``lr / 100``; wd 0.05 unless given."""
@@ -344,6 +345,8 @@ def _parse() -> argparse.Namespace:
     p.add_argument("--patch-size", type=int, default=8, help="4 (64 tokens at 32 px) or 8 (16 tokens)")
     p.add_argument("--ema", type=float, nargs=2, default=(0.97, 0.995), metavar=("START", "END"),
                    help="EMA teacher momentum, cosine-increased from START to END over the run")
+    p.add_argument("--pos-embed", choices=("sincos", "learn"), default="sincos",
+                   help="fixed 2-D sin-cos (default) or timm's learned positional embedding, for every objective")
     p.add_argument("--train-shards", type=int, default=20, help="CIFAR-10 train shards (1,000 images) to train on")
     p.add_argument("--bank-shards", type=int, default=5)
     p.add_argument("--query-shards", type=int, default=2)
@@ -367,7 +370,7 @@ def main() -> int:
     train_tars = tars["train"][: args.train_shards]
     epochs = math.ceil(args.steps * args.batch_size / (1000 * len(train_tars)))
     setup = Setup(patch_size=args.patch_size, depth=args.depth, run_epochs=epochs, ema_start=args.ema[0],
-                  ema_end=args.ema[1])
+                  ema_end=args.ema[1], sincos_pos_embed=args.pos_embed == "sincos")
     evaluate = Evaluator({"train": tars["train"][: args.bank_shards], "test": tars["test"][: args.query_shards]},
                          setup.image_size, args.num_workers)
     start = time.perf_counter()

@@ -10,6 +10,8 @@ both ways with plain ``load_state_dict``. What it adds:
 - ``local_window``: 2-D neighbourhood attention per block (FlexAttention ``BlockMask`` on CUDA,
   dense-masked SDPA elsewhere).
 - all attention through :func:`sslkit.backbones.attention.attend` (SDPA / FlexAttention).
+- ``sincos_pos_embed``: a fixed (frozen) 2-D sine-cosine positional embedding, as in the MAE and
+  I-JEPA authors' ViTs and lightly's masked ViT; timm's default is a learned one.
 - ``grad_checkpointing`` and ``compile`` as constructor switches, so recipes can set them.
 """
 
@@ -19,6 +21,7 @@ from typing import Any, Optional, Sequence, Union
 
 import torch
 from timm.models.vision_transformer import Block
+from lightly.models import utils as lightly_utils
 from timm.models.vision_transformer import VisionTransformer as TimmVisionTransformer
 from torch import Tensor, nn
 
@@ -28,7 +31,7 @@ from sslkit.backbones.masks import PREFIX, Window
 LocalWindow = Union[None, tuple[int, int], Sequence[Optional[tuple[int, int]]]]
 
 # Constructor switches that are sslkit's, not timm's: strip them to rebuild the model in plain timm.
-SSLKIT_VIT_KWARGS = ("local_window", "varlen", "attn_impl", "grad_checkpointing", "compile")
+SSLKIT_VIT_KWARGS = ("local_window", "varlen", "attn_impl", "sincos_pos_embed", "grad_checkpointing", "compile")
 
 # Default variable-length strategy; chosen by bench/backbone.py (see docs/benchmarks.md).
 DEFAULT_VARLEN: VarLen = "pack"
@@ -50,6 +53,7 @@ class VisionTransformer(TimmVisionTransformer):
         local_window: LocalWindow = None,
         varlen: VarLen = DEFAULT_VARLEN,
         attn_impl: AttnImpl = "auto",
+        sincos_pos_embed: bool = False,
         grad_checkpointing: bool = False,
         compile: bool = False,
         **timm_kwargs: Any,
@@ -62,12 +66,16 @@ class VisionTransformer(TimmVisionTransformer):
             varlen: ``"pack"`` or ``"pad"`` for batches with per-sample ``keep_lens``.
             attn_impl: ``"flex"`` (FlexAttention ``BlockMask``), ``"sdpa"`` (dense masks), or
                 ``"auto"``: flex on CUDA, SDPA on CPU (FlexAttention has no CPU backward).
+            sincos_pos_embed: Replace the learned positional embedding by a frozen 2-D sine-cosine
+                one (same parameter and key, so plain timm loads the weights). Without it, a
+                predictive objective can lower its loss by growing the learned positional
+                component until targets are predictable from position alone.
             grad_checkpointing: Recompute block activations in backward.
             compile: ``torch.compile`` each block in place (state-dict keys unchanged).
         """
         timm_kwargs.setdefault("attn_layer", Attention)
         super().__init__(*args, **timm_kwargs)
-        self.configure(local_window, varlen, attn_impl, grad_checkpointing, compile)
+        self.configure(local_window, varlen, attn_impl, sincos_pos_embed, grad_checkpointing, compile)
 
     @classmethod
     def from_timm(cls, model: TimmVisionTransformer, **options: Any) -> "VisionTransformer":
@@ -94,6 +102,7 @@ class VisionTransformer(TimmVisionTransformer):
         local_window: LocalWindow = None,
         varlen: VarLen = DEFAULT_VARLEN,
         attn_impl: AttnImpl = "auto",
+        sincos_pos_embed: bool = False,
         grad_checkpointing: bool = False,
         compile: bool = False,
     ) -> None:
@@ -112,6 +121,11 @@ class VisionTransformer(TimmVisionTransformer):
         self.local_windows = windows
         self.varlen = varlen
         self.attn_impl = attn_impl
+        if sincos_pos_embed:
+            if self.pos_embed is None:
+                raise ValueError("sincos_pos_embed needs a positional embedding (timm pos_embed='learn')")
+            prefix = 0 if self.no_embed_class else self.num_prefix_tokens
+            lightly_utils.initialize_2d_sine_cosine_positional_embedding(self.pos_embed, num_prefix_tokens=prefix)
         self.set_grad_checkpointing(grad_checkpointing)
         if compile:
             for blk in self.blocks:

@@ -140,3 +140,29 @@ def test_non_vit_rejects_vit_options() -> None:
 def test_from_timm_rejects_other_classes() -> None:
     with pytest.raises(TypeError):
         VisionTransformer.from_timm(torch.nn.Linear(2, 2))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("class_token", [True, False])
+def test_sincos_pos_embed_is_lightlys_fixed_embedding_and_loads_into_timm(class_token: bool) -> None:
+    from lightly.models.utils import get_2d_sine_cosine_positional_embedding
+
+    kwargs = dict(TINY, class_token=class_token, global_pool="token" if class_token else "avg", sincos_pos_embed=True)
+    ours = create_backbone(NAME, **kwargs).eval()
+    prefix = int(class_token)
+    expected = get_2d_sine_cosine_positional_embedding(192, grid_size=4, num_prefix_tokens=prefix)
+    torch.testing.assert_close(ours.pos_embed.detach()[0], torch.from_numpy(expected).float())
+    assert not ours.pos_embed.requires_grad
+    assert ours.pos_embed.detach()[0, prefix:].abs().sum() > 0 and ours.pos_embed.detach()[0, :prefix].abs().sum() == 0
+
+    # The optimiser never sees it, so training leaves it as it is.
+    from sslkit.optim.param_groups import param_groups
+
+    assert all(p is not ours.pos_embed for g in param_groups({"backbone": ours}, 0.05) for p in g["params"])
+    ours.train()(_images()).square().mean().backward()
+    assert ours.pos_embed.grad is None
+
+    # Same key and shape as timm's learned embedding: plain timm loads the weights back exactly.
+    theirs = timm.create_model(NAME, num_classes=0, **timm_kwargs(kwargs)).eval()
+    theirs.load_state_dict(ours.state_dict(), strict=True)
+    x = _images()
+    torch.testing.assert_close(theirs(x), ours.eval()(x))
