@@ -75,7 +75,7 @@ def build(method: str, vit: dict[str, Any]) -> tuple[nn.Module, nn.Module, Any, 
 
     from sslkit.masking import MultiBlockMaskCollator
 
-    pool = {**vit, "class_token": False, "global_pool": "avg"}
+    pool = {**vit, "class_token": False, "global_pool": "avg", "sincos_pos_embed": True}  # as lightly's masked ViT
     ours = IJEPA(backbone="vit_tiny_patch16_224", backbone_kwargs=pool, predictor_embed_dim=96, predictor_depth=4,
                  predictor_num_heads=3, momentum_start=0.996, momentum_end=0.996)
     torch.manual_seed(0)

@@ -10,16 +10,18 @@ with ``min_keep`` patches is found). Differences, all deliberate:
 - scale and aspect ratio are drawn independently, as the paper states (the reference reuses one
   uniform draw for both);
 - a block may touch the last row/column (the reference's ``randint(0, H - h)`` never does);
-- context blocks keep all their patches: rows are padded and ``masks_context_lens`` gives the
-  valid count (the reference truncates every row to the batch minimum, always dropping the
-  bottom-right patches). The ViT and the predictor run such batches packed or padded.
+- by default context blocks keep all their patches: rows are padded and ``masks_context_lens``
+  gives the valid count; the ViT and the predictor run such batches packed or padded.
+  ``context="truncate"`` does what the reference (and lightly's ``IJEPAMaskCollator``) does: every
+  row is cut to the batch's shortest context, dropping each block's last (bottom-right) patches —
+  fewer tokens, hence a cheaper step, at the price of context the model never sees.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
@@ -89,14 +91,19 @@ def sample_multiblock_masks(
     target_aspect_ratio: tuple[float, float] = (0.75, 1.5),
     context_scale: tuple[float, float] = (0.85, 1.0),
     min_keep: int = 10,
+    context: Literal["all", "truncate"] = "all",
 ) -> dict[str, Tensor]:
     """I-JEPA context and target patch indices for a batch (row-major in ``grid``).
 
     Returns:
         ``masks_context`` ``(B, Kc)`` (rows padded with 0 past their length), ``masks_context_lens``
         ``(B,)``, and ``masks_target`` ``(B, M, Kt)``: every target block of the batch has the same
-        ``Kt = h * w`` patches, so targets need no padding.
+        ``Kt = h * w`` patches, so targets need no padding. With ``context="truncate"`` every row
+        of ``masks_context`` is its block's first ``Kc = min(lens)`` patches and there is no
+        ``masks_context_lens``.
     """
+    if context not in ("all", "truncate"):
+        raise ValueError(f"context must be 'all' or 'truncate', got {context!r}")
     target_size = sample_block_size(grid, target_scale, target_aspect_ratio, g)
     context_size = sample_block_size(grid, context_scale, (1.0, 1.0), g)
     contexts, targets = [], []
@@ -105,10 +112,13 @@ def sample_multiblock_masks(
         targets.append(torch.stack([b.flatten().nonzero().squeeze(1) for b in blocks]))
         contexts.append(sample_context_block(grid, context_size, blocks, min_keep, g).flatten().nonzero().squeeze(1))
     lens = torch.tensor([len(c) for c in contexts], dtype=torch.long)
-    context = torch.zeros(batch_size, int(lens.max()), dtype=torch.long)
-    for row, idx in zip(context, contexts):
+    if context == "truncate":
+        keep = int(lens.min())
+        return {"masks_context": torch.stack([c[:keep] for c in contexts]), "masks_target": torch.stack(targets)}
+    padded = torch.zeros(batch_size, int(lens.max()), dtype=torch.long)
+    for row, idx in zip(padded, contexts):
         row[: len(idx)] = idx
-    return {"masks_context": context, "masks_context_lens": lens, "masks_target": torch.stack(targets)}
+    return {"masks_context": padded, "masks_context_lens": lens, "masks_target": torch.stack(targets)}
 
 
 class MultiBlockMaskCollator:
@@ -122,10 +132,13 @@ class MultiBlockMaskCollator:
         target_aspect_ratio: Height/width of target blocks (I-JEPA: 0.75-1.5).
         context_scale: Area fraction of the (square) context block before removing targets (0.85-1).
         min_keep: Fewest context patches (I-JEPA's config: 10).
+        context: ``"all"`` (every context patch, per-sample counts) or ``"truncate"`` (the authors'
+            and lightly's: rows cut to the batch's shortest context; see the module docstring).
         seed: Mask seed; with the batch's sample keys it seeds the generator.
         collate_fn: Collator for the samples themselves (default: ``collate_samples``).
 
-    Adds to the batch: ``masks_context`` ``(B, Kc)``, ``masks_context_lens`` ``(B,)``,
+    Adds to the batch: ``masks_context`` ``(B, Kc)``, ``masks_context_lens`` ``(B,)`` (not with
+    ``context="truncate"``),
     ``masks_target`` ``(B, M, Kt)`` (patch indices) and ``mask_worker`` (worker id, ``-1`` in the
     main process).
     """
@@ -139,6 +152,7 @@ class MultiBlockMaskCollator:
         target_aspect_ratio: tuple[float, float] = (0.75, 1.5),
         context_scale: tuple[float, float] = (0.85, 1.0),
         min_keep: int = 10,
+        context: Literal["all", "truncate"] = "all",
         seed: int = 0,
         collate_fn: Callable[[list[dict[str, Any]]], dict[str, Any]] | None = None,
     ) -> None:
@@ -150,6 +164,9 @@ class MultiBlockMaskCollator:
         self.target_aspect_ratio = tuple(target_aspect_ratio)
         self.context_scale = tuple(context_scale)
         self.min_keep = min_keep
+        if context not in ("all", "truncate"):
+            raise ValueError(f"context must be 'all' or 'truncate', got {context!r}")
+        self.context = context
         self.seed = seed
         self.collate_fn = collate_fn or collate_samples
 
@@ -159,7 +176,7 @@ class MultiBlockMaskCollator:
         batch.update(
             sample_multiblock_masks(
                 len(samples), self.grid, g, self.num_targets, self.target_scale, self.target_aspect_ratio,
-                self.context_scale, self.min_keep,
+                self.context_scale, self.min_keep, self.context,
             )
         )
         batch["mask_worker"] = worker_id()

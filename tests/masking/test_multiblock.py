@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
+import pytest
 import torch
 from lightly.data.ijepa_collate import IJEPAMaskCollator
 
@@ -63,3 +64,19 @@ def test_target_block_sizes_cover_lightlys() -> None:
     assert set(theirs) <= set(ours)
     mean = lambda c: sum(k * v for k, v in c.items()) / sum(c.values())  # noqa: E731
     assert abs(mean(ours) - mean(theirs)) < 0.1 * mean(theirs)
+
+
+def test_truncate_cuts_every_context_to_the_batch_minimum(samples) -> None:
+    """The authors' (and lightly's) policy: same draws, each row keeps its first ``min(lens)`` patches."""
+    whole = MultiBlockMaskCollator(32, 4, seed=5)(samples)
+    cut = MultiBlockMaskCollator(32, 4, seed=5, context="truncate")(samples)
+    lens = whole["masks_context_lens"]
+    assert "masks_context_lens" not in cut and int(lens.min()) < int(lens.max())  # a batch where it matters
+    assert cut["masks_context"].shape == (len(samples), int(lens.min()))
+    assert torch.equal(cut["masks_context"], whole["masks_context"][:, : int(lens.min())])
+    assert torch.equal(cut["masks_target"], whole["masks_target"])
+
+
+def test_unknown_context_policy_is_named() -> None:
+    with pytest.raises(ValueError, match="context must be 'all' or 'truncate', got 'trunc'"):
+        MultiBlockMaskCollator(32, 4, context="trunc")
