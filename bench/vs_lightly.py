@@ -151,17 +151,19 @@ def build(method: str, shards: str, batch_size: int, device: str) -> tuple[nn.Mo
         ours = BYOL(backbone="vit_tiny_patch16_224", backbone_kwargs=VIT, proj_hidden_dim=4096, proj_output_dim=256,
                     ema_momentum=0.99)
         ref, batch = LightlyBYOL(), real_batch(shards, BYOLViews(32, cj_strength=0.5, blur_probs=(0.0, 0.0), **CIFAR), batch_size)
-    elif method in ("ijepa", "ijepa-same-masks"):
+    elif method in ("ijepa", "ijepa-truncate", "ijepa-same-masks"):
         from lightly.data.ijepa_collate import IJEPAMaskCollator
 
         from sslkit.masking import MultiBlockMaskCollator
         from sslkit.objectives import IJEPA
 
-        ours = IJEPA(backbone="vit_tiny_patch16_224", backbone_kwargs={**VIT, "class_token": False, "global_pool": "avg"},
+        ours = IJEPA(backbone="vit_tiny_patch16_224",
+                     backbone_kwargs={**VIT, "class_token": False, "global_pool": "avg", "sincos_pos_embed": True},
                      predictor_embed_dim=96, predictor_depth=6, predictor_num_heads=3)
         ref = LightlyIJEPA()
         masks = dict(target_scale=(0.15, 0.2), target_aspect_ratio=(0.75, 1.5), context_scale=(0.85, 1.0), min_keep=4)
-        collator = MultiBlockMaskCollator(input_size=32, patch_size=4, num_targets=4, **masks)
+        context = "truncate" if method == "ijepa-truncate" else "all"  # truncate: the authors' policy, sslkit's sampler
+        collator = MultiBlockMaskCollator(input_size=32, patch_size=4, num_targets=4, context=context, **masks)
         batch = real_batch(shards, MaskedImageViews(32, min_scale=0.3, **CIFAR), batch_size, collator)
         lightly_collator = IJEPAMaskCollator(input_size=32, patch_size=4, enc_mask_scale=(0.85, 1.0),
                                              pred_mask_scale=(0.15, 0.2), aspect_ratio=(0.75, 1.5), nenc=1, npred=4,
@@ -170,7 +172,7 @@ def build(method: str, shards: str, batch_size: int, device: str) -> tuple[nn.Mo
         batch["lightly_masks_enc"], batch["lightly_masks_pred"] = enc, pred
         ctx = batch.get("masks_context_lens")
         kc = float(ctx.float().mean()) if ctx is not None else batch["masks_context"].shape[1]
-        print(f"  context tokens per image: sslkit {kc:.1f} (all kept), lightly {enc[0].shape[1]} "
+        print(f"  context tokens per image: sslkit {kc:.1f} ({context}), lightly {enc[0].shape[1]} "
               f"(truncated to the batch minimum); target tokens per block: sslkit {batch['masks_target'].shape[2]}, "
               f"lightly {pred[0].shape[1]}")
         if method == "ijepa-same-masks":  # equal work: sslkit runs lightly's (truncated) masks
@@ -214,8 +216,9 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--shards", default="/tmp/shards/cifar10-train")
-    p.add_argument("--methods", nargs="+", default=["simclr", "byol", "ijepa", "ijepa-same-masks"],
-                   help="ijepa-same-masks: sslkit's step on lightly's masks (equal token counts)")
+    p.add_argument("--methods", nargs="+", default=["simclr", "byol", "ijepa", "ijepa-truncate", "ijepa-same-masks"],
+                   help="ijepa-truncate: sslkit's collator with context='truncate' (the authors' policy); "
+                        "ijepa-same-masks: sslkit's step on lightly's masks (equal token counts)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--profile", action="store_true", help="print a torch.profiler table of one step per side")
