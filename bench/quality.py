@@ -13,6 +13,7 @@ Usage::
 
     python bench/quality.py                  # CIFAR-10 shards in /tmp/shards (see docs/benchmarks.md)
     python bench/quality.py --steps 300 --depth 6 --dim 192
+    python bench/quality.py --seeds 0 1 2    # one run per seed, then the mean difference and its spread
 """
 
 from __future__ import annotations
@@ -61,15 +62,15 @@ def knn_top1(backbone: nn.Module, data: dict[str, torch.Tensor]) -> float:
     return next(v for k, v in scores.items() if "top1" in k)
 
 
-def build(method: str, vit: dict[str, Any]) -> tuple[nn.Module, nn.Module, Any, Any]:
+def build(method: str, vit: dict[str, Any], seed: int = 0) -> tuple[nn.Module, nn.Module, Any, Any]:
     """(sslkit objective, lightly reference, sslkit collate, lightly collate), same seed for both inits."""
     from sslkit.objectives import IJEPA, SimCLR
 
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     if method == "simclr":
         ours = SimCLR(backbone="vit_tiny_patch16_224", backbone_kwargs=vit, proj_hidden_dim=1024, proj_output_dim=128,
                       temperature=0.2, gather_distributed=False)
-        torch.manual_seed(0)
+        torch.manual_seed(seed)
         return ours, LightlySimCLR(vit), None, None
     from lightly.data.ijepa_collate import IJEPAMaskCollator
 
@@ -78,10 +79,11 @@ def build(method: str, vit: dict[str, Any]) -> tuple[nn.Module, nn.Module, Any, 
     pool = {**vit, "class_token": False, "global_pool": "avg", "sincos_pos_embed": True}  # as lightly's masked ViT
     ours = IJEPA(backbone="vit_tiny_patch16_224", backbone_kwargs=pool, predictor_embed_dim=96, predictor_depth=4,
                  predictor_num_heads=3, momentum_start=0.996, momentum_end=0.996)
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     ref = LightlyIJEPA(vit, predictor_depth=4)
     masks = dict(target_scale=(0.15, 0.2), target_aspect_ratio=(0.75, 1.5), context_scale=(0.85, 1.0), min_keep=4)
-    ours_collate = MultiBlockMaskCollator(input_size=32, patch_size=vit["patch_size"], num_targets=4, **masks)
+    ours_collate = MultiBlockMaskCollator(input_size=32, patch_size=vit["patch_size"], num_targets=4, seed=seed,
+                                          **masks)
     ref_collate = IJEPAMaskCollator(input_size=32, patch_size=vit["patch_size"], enc_mask_scale=(0.85, 1.0),
                                     pred_mask_scale=(0.15, 0.2), aspect_ratio=(0.75, 1.5), nenc=1, npred=4, min_keep=4)
     return ours, ref, ours_collate, ref_collate
@@ -95,16 +97,16 @@ def views_for(method: str) -> BatchViews:
                       mean=CIFAR_MEAN, std=CIFAR_STD)
 
 
-def run(method: str, data: dict[str, torch.Tensor], args: argparse.Namespace) -> dict[str, float]:
+def run(method: str, data: dict[str, torch.Tensor], args: argparse.Namespace, seed: int = 0) -> dict[str, float]:
     from common import stub_trainer
 
     vit = dict(img_size=32, patch_size=4, depth=args.depth, embed_dim=args.dim, num_heads=3)
-    ours, ref, ours_collate, ref_collate = build(method, vit)
+    ours, ref, ours_collate, ref_collate = build(method, vit, seed)
     ours.trainer = stub_trainer(total_steps=args.steps)
     out = {"random": knn_top1(ours.eval_backbone(), data)}
     steps = {"sslkit": make_step(ours, lambda b: ours.training_step(b, 0), "cpu", False, lr=args.lr),
              "lightly": make_step(ref, ref.step, "cpu", False, lr=args.lr)}
-    aug, g = views_for(method), torch.Generator().manual_seed(1)
+    aug, g = views_for(method), torch.Generator().manual_seed(seed + 1)
     seconds = {"sslkit": 0.0, "lightly": 0.0}
     train, train_labels = data["train"], data["train_labels"]
     for i in range(args.steps):
@@ -144,6 +146,8 @@ def main() -> None:
     p.add_argument("--num-bank", type=int, default=5000)
     p.add_argument("--num-test", type=int, default=1000)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0],
+                   help="one run per seed (initialisation, batches, masks); with several, the mean and spread")
     p.add_argument("--json", default=None, help="also write the figures here (for bench/common.py --chart)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
@@ -159,9 +163,18 @@ def main() -> None:
     print("|---|---:|---:|---:|---:|---:|---:|")
     results = {}
     for method in args.methods:
-        r = results[method] = run(method, data, args)
-        print(f"| {method} | {r['random']:.1f} | {r['sslkit']:.1f} | {r['lightly']:.1f} | "
-              f"{r['sslkit'] - r['lightly']:+.1f} | {r['sslkit_s']:.0f} | {r['lightly_s']:.0f} |", flush=True)
+        for seed in args.seeds:
+            name = method if len(args.seeds) == 1 else f"{method} seed {seed}"
+            r = results[name] = run(method, data, args, seed)
+            print(f"| {name} | {r['random']:.1f} | {r['sslkit']:.1f} | {r['lightly']:.1f} | "
+                  f"{r['sslkit'] - r['lightly']:+.1f} | {r['sslkit_s']:.0f} | {r['lightly_s']:.0f} |", flush=True)
+    if len(args.seeds) > 1:
+        print()
+        for method in args.methods:
+            diffs = torch.tensor([results[f"{method} seed {s}"]["sslkit"] - results[f"{method} seed {s}"]["lightly"]
+                                  for s in args.seeds])
+            print(f"{method}: sslkit - lightly over {len(diffs)} seeds: mean {diffs.mean():+.2f}, "
+                  f"sd {diffs.std():.2f}, standard error {diffs.std() / len(diffs) ** 0.5:.2f}")
     if args.json:
         save_json(args.json, results)
 
