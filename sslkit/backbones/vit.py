@@ -20,8 +20,8 @@ from __future__ import annotations
 from typing import Any, Optional, Sequence, Union
 
 import torch
-from timm.models.vision_transformer import Block
 from lightly.models import utils as lightly_utils
+from timm.models.vision_transformer import Block
 from timm.models.vision_transformer import VisionTransformer as TimmVisionTransformer
 from torch import Tensor, nn
 
@@ -67,9 +67,8 @@ class VisionTransformer(TimmVisionTransformer):
             attn_impl: ``"flex"`` (FlexAttention ``BlockMask``), ``"sdpa"`` (dense masks), or
                 ``"auto"``: flex on CUDA, SDPA on CPU (FlexAttention has no CPU backward).
             sincos_pos_embed: Replace the learned positional embedding by a frozen 2-D sine-cosine
-                one (same parameter and key, so plain timm loads the weights). Without it, a
-                predictive objective can lower its loss by growing the learned positional
-                component until targets are predictable from position alone.
+                one (same parameter and key, so plain timm loads the weights), as the MAE, MoCo v3
+                and I-JEPA authors do.
             grad_checkpointing: Recompute block activations in backward.
             compile: ``torch.compile`` each block in place (state-dict keys unchanged).
         """

@@ -5,9 +5,11 @@ from __future__ import annotations
 import pytest
 import timm
 import torch
+from lightly.models.utils import get_2d_sine_cosine_positional_embedding
 from timm.models.vision_transformer import VisionTransformer as TimmVisionTransformer
 
 from sslkit.backbones import VisionTransformer, create_backbone, timm_kwargs
+from sslkit.optim.param_groups import param_groups
 
 NAME = "vit_tiny_patch16_224"
 TINY = dict(img_size=32, patch_size=8, depth=2)  # 4x4 grid, D=192, 3 heads
@@ -144,8 +146,6 @@ def test_from_timm_rejects_other_classes() -> None:
 
 @pytest.mark.parametrize("class_token", [True, False])
 def test_sincos_pos_embed_is_lightlys_fixed_embedding_and_loads_into_timm(class_token: bool) -> None:
-    from lightly.models.utils import get_2d_sine_cosine_positional_embedding
-
     kwargs = dict(TINY, class_token=class_token, global_pool="token" if class_token else "avg", sincos_pos_embed=True)
     ours = create_backbone(NAME, **kwargs).eval()
     prefix = int(class_token)
@@ -155,8 +155,6 @@ def test_sincos_pos_embed_is_lightlys_fixed_embedding_and_loads_into_timm(class_
     assert ours.pos_embed.detach()[0, prefix:].abs().sum() > 0 and ours.pos_embed.detach()[0, :prefix].abs().sum() == 0
 
     # The optimiser never sees it, so training leaves it as it is.
-    from sslkit.optim.param_groups import param_groups
-
     assert all(p is not ours.pos_embed for g in param_groups({"backbone": ours}, 0.05) for p in g["params"])
     ours.train()(_images()).square().mean().backward()
     assert ours.pos_embed.grad is None

@@ -108,7 +108,8 @@ def _zero3_worker(rank: int, world_size: int, dtype: torch.dtype, out: Path) -> 
     # has begun finalising, and that thread then aborts the process ("terminate called without an
     # active exception", seen in torch 2.15 core dumps) after all the work here is done and saved.
     torch.distributed.barrier()
-    sys.stdout.flush(), sys.stderr.flush()
+    sys.stdout.flush()
+    sys.stderr.flush()
     os._exit(0)
 
 
