@@ -62,7 +62,7 @@ def knn_top1(backbone: nn.Module, data: dict[str, torch.Tensor]) -> float:
     return next(v for k, v in scores.items() if "top1" in k)
 
 
-def build(method: str, vit: dict[str, Any], seed: int = 0) -> tuple[nn.Module, nn.Module, Any, Any]:
+def build(method: str, vit: dict[str, Any], seed: int = 0, context: str = "all") -> tuple[nn.Module, nn.Module, Any, Any]:
     """(sslkit objective, lightly reference, sslkit collate, lightly collate), same seed for both inits."""
     from sslkit.objectives import IJEPA, SimCLR
 
@@ -83,7 +83,7 @@ def build(method: str, vit: dict[str, Any], seed: int = 0) -> tuple[nn.Module, n
     ref = LightlyIJEPA(vit, predictor_depth=4)
     masks = dict(target_scale=(0.15, 0.2), target_aspect_ratio=(0.75, 1.5), context_scale=(0.85, 1.0), min_keep=4)
     ours_collate = MultiBlockMaskCollator(input_size=32, patch_size=vit["patch_size"], num_targets=4, seed=seed,
-                                          **masks)
+                                          context=context, **masks)
     ref_collate = IJEPAMaskCollator(input_size=32, patch_size=vit["patch_size"], enc_mask_scale=(0.85, 1.0),
                                     pred_mask_scale=(0.15, 0.2), aspect_ratio=(0.75, 1.5), nenc=1, npred=4, min_keep=4)
     return ours, ref, ours_collate, ref_collate
@@ -101,7 +101,7 @@ def run(method: str, data: dict[str, torch.Tensor], args: argparse.Namespace, se
     from common import stub_trainer
 
     vit = dict(img_size=32, patch_size=4, depth=args.depth, embed_dim=args.dim, num_heads=3)
-    ours, ref, ours_collate, ref_collate = build(method, vit, seed)
+    ours, ref, ours_collate, ref_collate = build(method, vit, seed, args.ijepa_context)
     ours.trainer = stub_trainer(total_steps=args.steps)
     out = {"random": knn_top1(ours.eval_backbone(), data)}
     steps = {"sslkit": make_step(ours, lambda b: ours.training_step(b, 0), "cpu", False, lr=args.lr),
@@ -146,6 +146,8 @@ def main() -> None:
     p.add_argument("--num-bank", type=int, default=5000)
     p.add_argument("--num-test", type=int, default=1000)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--ijepa-context", choices=("all", "truncate"), default="all",
+                   help="sslkit's I-JEPA context policy (MultiBlockMaskCollator's context=)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0],
                    help="one run per seed (initialisation, batches, masks); with several, the mean and spread")
     p.add_argument("--json", default=None, help="also write the figures here (for bench/common.py --chart)")

@@ -58,8 +58,11 @@ class SimCLR(SSLObjective):
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         x_a, x_b = batch["views"][:2]
-        z = self.projection_head(self.backbone(torch.cat([x_a, x_b])))  # one pass over both views
-        z_a, z_b = z.chunk(2)
+        # One backbone pass over both views; the head per view, so its BatchNorm normalises each view's
+        # batch as lightly's and solo-learn's SimCLR do (one BN over both views trained ~1 kNN point
+        # worse at equal steps: docs/benchmarks.md, "Accuracy at equal budget").
+        h_a, h_b = self.backbone(torch.cat([x_a, x_b])).chunk(2)
+        z_a, z_b = self.projection_head(h_a), self.projection_head(h_b)
         loss = self.criterion(z_a, z_b)
         if self.aux_loss is not None:
             aux = self.aux_loss(self.backbone, batch)
