@@ -63,7 +63,7 @@ def knn_top1(backbone: nn.Module, data: dict[str, torch.Tensor]) -> float:
 
 
 def build(method: str, vit: dict[str, Any], seed: int = 0, context: str = "all") -> tuple[nn.Module, nn.Module, Any, Any]:
-    """(sslkit objective, lightly reference, sslkit collate, lightly collate), same seed for both inits."""
+    """(sslkit objective, lightly reference, sslkit collate, lightly collate), identical initial weights."""
     from sslkit.objectives import IJEPA, SimCLR
 
     torch.manual_seed(seed)
@@ -81,6 +81,12 @@ def build(method: str, vit: dict[str, Any], seed: int = 0, context: str = "all")
                  predictor_num_heads=3, momentum_start=0.996, momentum_end=0.996)
     torch.manual_seed(seed)
     ref = LightlyIJEPA(vit, predictor_depth=4)
+    # lightly's MaskedVisionTransformerTIMM re-initialises the ViT it wraps (MAE's xavier init, sin-cos
+    # positions), so the same seed does not give the same weights: start sslkit's student and teacher
+    # from lightly's encoder. (With each library's own init, timm's trails by ~3 points at 40 steps;
+    # docs/benchmarks.md.)
+    ours.backbone.load_state_dict(ref.encoder.vit.state_dict())
+    ours.teacher_backbone.load_state_dict(ref.encoder.vit.state_dict())
     masks = dict(target_scale=(0.15, 0.2), target_aspect_ratio=(0.75, 1.5), context_scale=(0.85, 1.0), min_keep=4)
     ours_collate = MultiBlockMaskCollator(input_size=32, patch_size=vit["patch_size"], num_targets=4, seed=seed,
                                           context=context, **masks)
