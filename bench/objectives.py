@@ -4,8 +4,7 @@
 
 Each objective trains the same ViT (ViT-Tiny width 192, ``--patch-size`` 8 px at 32 px, ``--depth``
 blocks, no class token, average pooling, fixed 2-D sin-cos positions unless ``--pos-embed learn``)
-from the same initial weights (``seed_everything`` before
-each build; the weights' hash is recorded) for ``--steps`` optimizer steps at ``--batch-size`` on the
+from the same initial weights (``seed_everything`` before each build; the weights' hash is recorded) for ``--steps`` optimizer steps at ``--batch-size`` on the
 first ``--train-shards`` CIFAR-10 train shards. Random init is that very backbone before training (a
 deepcopy of ``objective.eval_backbone()``: the EMA teacher where there is one). kNN protocol: bank =
 the first ``--bank-shards`` train shards, queries = the first ``--query-shards`` test shards (1,000
@@ -383,8 +382,10 @@ def main() -> int:
     rows: dict[str, dict] = {}
     previous = json.loads((args.out / "result.json").read_text()) if args.update else None
     if previous is not None:
-        if previous["budget"]["steps"] != args.steps or previous["budget"]["batch_size"] != args.batch_size:
-            raise SystemExit(f"--update: {args.out / 'result.json'} has another budget ({previous['budget']})")
+        backbone = {"name": BACKBONE, **setup.backbone_kwargs()}
+        if (previous["budget"]["steps"], previous["budget"]["batch_size"], previous["backbone"]) != \
+                (args.steps, args.batch_size, backbone):
+            raise SystemExit(f"--update: {args.out / 'result.json'} has another budget or backbone")
         rows.update(previous["objectives"])
     for name in args.methods:
         rows[name] = run_method(name, setup, evaluate, train_tars, args)
@@ -392,7 +393,8 @@ def main() -> int:
               flush=True)
     print_table(rows)
     failed = [n for n, r in rows.items() if min(r["delta"].values()) <= 0]
-    result = {"machine": state, "updated": args.methods if previous is not None else [], "machine_end_load": round(os.getloadavg()[0], 1),
+    result = {"machine": state, "updated": args.methods if previous is not None else [],
+              "machine_end_load": round(os.getloadavg()[0], 1),
               "seconds": round(time.perf_counter() - start, 1),
               "budget": {"steps": args.steps, "batch_size": args.batch_size, "images": args.steps * args.batch_size,
                          "train_images": 1000 * len(train_tars), "epochs": epochs,
