@@ -24,7 +24,6 @@ import torch
 import objectives as bo  # noqa: I001  (bench/ is on sys.path)
 from sslkit.data import ShardDataModule
 from sslkit.losses.ijepa import ijepa_loss, ijepa_targets
-from sslkit.masking import MultiBlockMaskCollator
 from sslkit.objectives import IJEPA
 
 
@@ -54,14 +53,13 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(2)
     tars = bo.ensure_shards(args.shards, args.cifar_root)
-    evaluate = bo.Evaluator({"train": tars["train"][:2], "test": tars["test"][:1]}, 32, 1)
     setup = bo.Setup(patch_size=args.patch_size)
+    evaluate = bo.Evaluator({"train": tars["train"][:2], "test": tars["test"][:1]}, setup.image_size, 1)
     L.seed_everything(0, verbose=False)
     model = IJEPA(backbone=bo.BACKBONE, backbone_kwargs=setup.backbone_kwargs(), predictor_embed_dim=args.pdim,
                   predictor_depth=args.pdepth, predictor_num_heads=3, momentum_start=args.ema[0],
                   momentum_end=args.ema[1], **setup.optim(lr=args.lr, weight_decay=0.04, betas=(0.9, 0.999)))
-    collate = MultiBlockMaskCollator(input_size=32, patch_size=args.patch_size, num_targets=4, min_keep=4)
-    views = bo.MaskedImageViews(input_size=32, augment=True, min_scale=0.3, hflip_prob=0.0, mean=bo.MEAN, std=bo.STD)
+    collate, views = bo.ijepa_masks(setup), bo._masked_views(setup, 0.3, 0.0)  # bench/objectives.py's I-JEPA data
     log: list[dict[str, Any]] = []
     probe: dict[str, Any] = {}
 

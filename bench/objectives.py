@@ -167,6 +167,11 @@ def build_dino(s: Setup) -> Built:
     return Built(model, views, notes="2 global + 2 local (16 px) crops; last layer never frozen")
 
 
+def ijepa_masks(s: Setup) -> MultiBlockMaskCollator:
+    """I-JEPA's 4 target blocks and one context block on the bench's grid (min_keep 4: a 4x4 grid)."""
+    return MultiBlockMaskCollator(input_size=s.image_size, patch_size=s.patch_size, num_targets=4, min_keep=4)
+
+
 def build_ijepa(s: Setup) -> Built:
     # A predictor as wide as the encoder, lr 5e-4 and a slow teacher (the paper's 0.996, held): with the
     # paper's narrow predictor (96 of 192) or the shared fast EMA, the targets collapse (RankMe 21 -> 6)
@@ -174,8 +179,7 @@ def build_ijepa(s: Setup) -> Built:
     model = IJEPA(backbone=BACKBONE, backbone_kwargs=s.backbone_kwargs(), predictor_embed_dim=192, predictor_depth=4,
                   predictor_num_heads=3, momentum_start=0.996, momentum_end=0.996,
                   **s.optim(lr=5e-4, weight_decay=0.04, betas=(0.9, 0.999)))
-    collate = MultiBlockMaskCollator(input_size=s.image_size, patch_size=s.patch_size, num_targets=4, min_keep=4)
-    return Built(model, _masked_views(s, 0.3, 0.0), collate, notes="predictor 4 x 192, lr 5e-4, EMA 0.996")
+    return Built(model, _masked_views(s, 0.3, 0.0), ijepa_masks(s), notes="predictor 4 x 192, lr 5e-4, EMA 0.996")
 
 
 def build_mae(s: Setup) -> Built:

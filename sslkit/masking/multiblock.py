@@ -29,6 +29,13 @@ from torch import Tensor
 from sslkit.data.collate import collate_samples
 from sslkit.masking.seeding import batch_generator, worker_id
 
+CONTEXT_POLICIES = ("all", "truncate")
+
+
+def _check_context(context: str) -> None:
+    if context not in CONTEXT_POLICIES:
+        raise ValueError(f"context must be 'all' or 'truncate', got {context!r}")
+
 
 def _uniform(g: torch.Generator, low: float, high: float) -> float:
     return low + float(torch.rand(1, generator=g)) * (high - low)
@@ -102,8 +109,7 @@ def sample_multiblock_masks(
         of ``masks_context`` is its block's first ``Kc = min(lens)`` patches and there is no
         ``masks_context_lens``.
     """
-    if context not in ("all", "truncate"):
-        raise ValueError(f"context must be 'all' or 'truncate', got {context!r}")
+    _check_context(context)
     target_size = sample_block_size(grid, target_scale, target_aspect_ratio, g)
     context_size = sample_block_size(grid, context_scale, (1.0, 1.0), g)
     contexts, targets = [], []
@@ -164,8 +170,7 @@ class MultiBlockMaskCollator:
         self.target_aspect_ratio = tuple(target_aspect_ratio)
         self.context_scale = tuple(context_scale)
         self.min_keep = min_keep
-        if context not in ("all", "truncate"):
-            raise ValueError(f"context must be 'all' or 'truncate', got {context!r}")
+        _check_context(context)
         self.context = context
         self.seed = seed
         self.collate_fn = collate_fn or collate_samples

@@ -30,6 +30,8 @@ from tests.distributed.helpers import (
 BATCH, EPOCHS, EVERY = 8, 2, 3
 STEPS_PER_EPOCH = NUM_SAMPLES // BATCH  # 8
 KILL_STEPS = {0: (4, 5), 1: (11, 14)}  # resume epoch -> kill-step range (checkpoints at 3, 6 | 9, 12, 15)
+
+
 def _kill_at_step(recipe: Path, run_dir: Path, key_log: Path, step: int, timeout: float = 240) -> int:
     """Start a pretrain, SIGKILL its whole process group once ``step`` is logged; the last logged step."""
     proc = subprocess.Popen(pretrain_command(recipe), env=child_env(run_dir), cwd=REPO_ROOT, start_new_session=True,
