@@ -1,0 +1,15 @@
+"""The one error type for mistakes a user can fix (a bad recipe key, a missing shard folder, ...).
+
+Raise :class:`UserError` with one line that says what is wrong, where, and what to do; the CLI boundary
+(``sslkit.cli.main``) catches it once, prints ``sslkit <command>: <message>`` and exits 2. A traceback is
+shown only with ``--debug`` or ``SSLKIT_DEBUG=1``. Bugs are not UserErrors: they keep their traceback.
+Advice in a message must be safe to follow (never "retry with weights_only=False").
+"""
+
+from __future__ import annotations
+
+EXIT_USER_ERROR = 2
+
+
+class UserError(Exception):
+    """A mistake in the user's input, reported in one line (what, where, what to do); exit code 2."""
