@@ -14,6 +14,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from sslkit.callbacks.data_health import DataHealth
 from sslkit.distributed.checkpoint_io import recover_checkpoint
 from sslkit.distributed.environment import trainer_callbacks, trainer_plugins
+from sslkit.distributed.precision import accept_auto, resolve_config_precision
 from sslkit.distributed.preemption import EXIT_PREEMPTED, Preempted
 from sslkit.objectives.base import SSLObjective
 from sslkit.run_logs import ResumableCSVLogger
@@ -35,9 +36,11 @@ class SSLCLI(LightningCLI):
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.add_lightning_class_args(DataHealth, "data_health")
         parser.set_defaults({"checkpoint.save_last": True, "checkpoint.save_top_k": 0})
+        accept_auto(parser)  # `precision: auto` (recipes' default), resolved before instantiation
 
     def before_instantiate_classes(self) -> None:
         trainer = self.config.trainer
+        resolve_config_precision(trainer)  # the saved config.yaml names the precision that ran
         if trainer.default_root_dir is None:
             trainer.default_root_dir = str(self.run_dir)
         self.run_dir = Path(trainer.default_root_dir)
