@@ -12,7 +12,7 @@ from sslkit.backbones import create_backbone
 from sslkit.losses import byol_loss
 from sslkit.objectives.base import SSLObjective
 from sslkit.objectives.ema import make_teacher, update_momentum
-from sslkit.objectives.rotation import build_aux_loss
+from sslkit.objectives.registry import build_aux_loss
 from sslkit.optim.schedules import cosine_increase
 
 

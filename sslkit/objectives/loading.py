@@ -1,49 +1,110 @@
-"""Rebuild an objective from a Lightning checkpoint without unpickling anything."""
+"""Rebuild an objective from a Lightning checkpoint without unpickling or instantiating anything it names.
+
+Two rules (``docs/design.md``, "Checkpoints"): the file is read with ``torch.load(weights_only=True)``
+(tensors and plain containers only), and every class its ``hyper_parameters`` name is checked against
+:mod:`sslkit.objectives.registry`, arguments included, before anything is built.
+"""
 
 from __future__ import annotations
 
-import importlib
+import re
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from sslkit.objectives.base import SSLObjective
+from sslkit.objectives.registry import (
+    SLOT_OF_KEY,
+    RefusedInput,
+    check_architecture,
+    check_init_args,
+    check_nested,
+    import_class,
+    lookup,
+)
 
-_ALLOWED_PREFIX = "sslkit.objectives."
+# What LightningCLI writes as ``_instantiator``; a checkpoint naming any other callable is refused.
+_CLI_INSTANTIATOR = "lightning.pytorch.cli.instantiate_module"
+_GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
 
 
-def read_checkpoint(path: str | Path) -> dict:
-    """``torch.load(weights_only=True)``: tensors and plain containers only, never arbitrary objects."""
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """``torch.load(weights_only=True)``: tensors and plain containers only, never arbitrary objects.
+
+    Raises:
+        RefusedInput: one line (a missing file, a folder, a file that is not a weights-only checkpoint).
+    """
     path = Path(path)
     if path.is_dir():
-        raise ValueError(
+        raise RefusedInput(
             f"{path} is a directory (a DeepSpeed checkpoint?): convert it first with "
             "`python -m sslkit.distributed.zero DIR OUT.ckpt` (or `sslkit publish DIR`, which converts it)"
         )
+    if not path.exists():
+        raise RefusedInput(f"{path}: no such checkpoint file (the checkpoint of a run is RUN_DIR/checkpoints/last.ckpt)")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - re-raised with the reason users need
-        raise ValueError(
-            f"refusing to load {path}: it is not a weights-only checkpoint ({err}). sslkit never "
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - torch's message advises weights_only=False: never repeat it
+        raise RefusedInput(
+            f"refusing to load {path}: it is not a weights-only checkpoint ({_reason(err)}). sslkit never "
             "unpickles arbitrary objects; re-save it with tensors and plain types only."
-        ) from err
+        ) from None
+    if not isinstance(ckpt, dict):
+        raise RefusedInput(f"refusing to load {path}: it is not a weights-only checkpoint (it holds a {type(ckpt).__name__})")
+    return ckpt
+
+
+def _reason(err: Exception) -> str:
+    """Why ``torch.load`` failed, in a few words and without torch's unsafe advice."""
+    found = _GLOBAL.search(str(err))
+    if found:
+        return f"it pickles {found.group(1)}, which is not plain data"
+    if isinstance(err, OSError):
+        return f"unreadable: {err.strerror or type(err).__name__}"
+    return "not a torch checkpoint file: truncated, corrupt or another format"
+
+
+def checked_hyper_parameters(ckpt: dict[str, Any], where: str) -> tuple[type[SSLObjective], dict[str, Any]]:
+    """``(objective class, constructor arguments)`` of a checkpoint, every named class checked, nothing built.
+
+    Raises:
+        RefusedInput: naming the key and value that a checkpoint may not hold.
+    """
+    canonical = lookup(ckpt.get("sslkit_objective"), "objective", f"{where}: sslkit_objective")
+    hparams = ckpt.get("hyper_parameters") or {}
+    if not isinstance(hparams, dict):
+        raise RefusedInput(f"{where}: hyper_parameters must be a mapping, got {type(hparams).__name__}")
+    hparams = dict(hparams)
+    instantiator = hparams.pop("_instantiator", _CLI_INSTANTIATOR)
+    if instantiator != _CLI_INSTANTIATOR:
+        raise RefusedInput(f"{where}: hyper_parameters._instantiator = {instantiator!r} is not LightningCLI's; refused")
+    cli_class = hparams.pop("_class_path", None)
+    if cli_class is not None and lookup(cli_class, "objective", f"{where}: hyper_parameters._class_path") != canonical:
+        raise RefusedInput(f"{where}: hyper_parameters._class_path = {cli_class!r} is not {canonical}")
+    for key, value in hparams.items():
+        check_nested(value, SLOT_OF_KEY.get(key), f"{where}: hyper_parameters.{key}")
+    cls = import_class(canonical)
+    check_init_args(cls, hparams, f"{where}: hyper_parameters")
+    if "backbone" in hparams:
+        check_architecture(hparams["backbone"], hparams.get("backbone_kwargs") or {},
+                           f"{where}: hyper_parameters.backbone", f"{where}: hyper_parameters.backbone_kwargs")
+    return cls, hparams
 
 
 def load_objective(path: str | Path, strict: bool = True) -> SSLObjective:
     """Rebuild the objective stored in an sslkit Lightning checkpoint.
 
-    The class comes from the checkpoint's ``sslkit_objective`` entry and must live under
-    ``sslkit.objectives``; its constructor arguments from ``hyper_parameters``.
+    The class comes from the checkpoint's ``sslkit_objective`` entry and must be listed in
+    :data:`sslkit.objectives.registry.OBJECTIVES`; its constructor arguments come from
+    ``hyper_parameters`` (checked by :func:`checked_hyper_parameters`).
     """
     ckpt = read_checkpoint(path)
-    class_path = ckpt.get("sslkit_objective")
-    if not class_path or not class_path.startswith(_ALLOWED_PREFIX):
-        raise ValueError(f"{path} is not an sslkit objective checkpoint (objective class: {class_path!r})")
-    module_name, _, class_name = class_path.rpartition(".")
-    cls = getattr(importlib.import_module(module_name), class_name)
-    hparams = dict(ckpt.get("hyper_parameters", {}))
-    hparams.pop("_instantiator", None)
-    hparams.pop("_class_path", None)
+    cls, hparams = checked_hyper_parameters(ckpt, str(path))
     model = cls(**hparams)
-    model.load_state_dict(ckpt["state_dict"], strict=strict)
+    try:
+        model.load_state_dict(ckpt.get("state_dict") or {}, strict=strict)
+    except RuntimeError as err:
+        first = str(err).strip().splitlines()[0]
+        raise RefusedInput(f"{path}: its state_dict does not fit {cls.__name__} built from its hyper_parameters ({first})") from None
     return model.eval()

@@ -3,7 +3,6 @@ Learning") as an auxiliary loss that any objective with an ``aux_loss`` hook can
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 from torch import Tensor, nn
@@ -35,25 +34,3 @@ class FourFoldRotation(nn.Module):
         x_rot, labels = four_fold_rotations(batch["views"][self.view])  # (4B, C, H, H), (4B,)
         return rotation_prediction_loss(self.head(backbone(x_rot)), labels)
 
-
-_ALLOWED_PREFIX = "sslkit."
-
-
-def build_aux_loss(spec: dict[str, Any] | None, in_dim: int) -> nn.Module | None:
-    """Build an objective's auxiliary loss from a plain ``{"class_path", "init_args"}`` spec.
-
-    The spec stays plain data in the checkpoint's hyper-parameters (weights-only loading); the
-    class must live in ``sslkit`` and take ``in_dim`` (the backbone width) plus ``init_args``, and
-    be called as ``aux(backbone, batch) -> scalar loss``.
-    """
-    if spec is None:
-        return None
-    unknown = set(spec) - {"class_path", "init_args"}
-    if unknown or "class_path" not in spec:
-        raise ValueError(f"aux_loss needs 'class_path' (and optionally 'init_args'); got keys {sorted(spec)}")
-    class_path = spec["class_path"]
-    if not class_path.startswith(_ALLOWED_PREFIX):
-        raise ValueError(f"aux_loss class must live in sslkit, got {class_path!r}")
-    module_name, _, class_name = class_path.rpartition(".")
-    cls = getattr(importlib.import_module(module_name), class_name)
-    return cls(in_dim=in_dim, **spec.get("init_args", {}))

@@ -10,7 +10,7 @@ from lightly.models.modules import SimCLRProjectionHead
 
 from sslkit.backbones import create_backbone
 from sslkit.objectives.base import SSLObjective
-from sslkit.objectives.rotation import build_aux_loss
+from sslkit.objectives.registry import build_aux_loss
 
 
 class SimCLR(SSLObjective):

@@ -11,7 +11,8 @@ import torch.nn.functional as F
 from sslkit.heads.rotation import RotationPredictionHead
 from sslkit.losses.rotation import rotation_prediction_loss
 from sslkit.objectives import BYOL, SimCLR, load_objective
-from sslkit.objectives.rotation import FourFoldRotation, build_aux_loss
+from sslkit.objectives.registry import build_aux_loss
+from sslkit.objectives.rotation import FourFoldRotation
 from sslkit.transforms import SimCLRViews, WithRotationView, four_fold_rotations
 from tests.objectives.masked_helpers import TINY_VIT
 
@@ -62,7 +63,7 @@ def test_aux_loss_spec_is_checked() -> None:
         build_aux_loss({"class_path": ROTATION["class_path"], "init_arg": {}}, 8)
     with pytest.raises(ValueError, match="sslkit"):
         build_aux_loss({"class_path": "os.system"}, 8)
-    with pytest.raises(TypeError, match="hidden_dimm"):
+    with pytest.raises(ValueError, match="hidden_dimm = 3 is not a FourFoldRotation argument"):
         build_aux_loss({"class_path": ROTATION["class_path"], "init_args": {"hidden_dimm": 3}}, 8)
 
 
