@@ -3,7 +3,15 @@
 from sslkit.losses.barlowtwins import barlow_twins_loss
 from sslkit.losses.byol import byol_loss
 from sslkit.losses.dino import DINOLoss
+from sslkit.losses.dinov2 import TeacherCentering, dino_image_loss, gram_anchoring_loss, ibot_patch_loss
+from sslkit.losses.memory_bank import FeatureQueue, nearest_neighbours
 from sslkit.losses.mocov3 import mocov3_loss
+from sslkit.losses.msn import MSNLoss
+from sslkit.losses.simsiam import simsiam_loss
+from sslkit.losses.swav import SwaVLoss
 from sslkit.losses.tico import TiCoLoss
 
-__all__ = ["DINOLoss", "TiCoLoss", "barlow_twins_loss", "byol_loss", "mocov3_loss"]
+__all__ = [
+    "DINOLoss", "FeatureQueue", "MSNLoss", "SwaVLoss", "TeacherCentering", "TiCoLoss", "barlow_twins_loss", "byol_loss",
+    "dino_image_loss", "gram_anchoring_loss", "ibot_patch_loss", "mocov3_loss", "nearest_neighbours", "simsiam_loss",
+]

@@ -11,6 +11,7 @@ from lightly.models.modules import SimCLRProjectionHead
 
 from sslkit.backbones import create_backbone
 from sslkit.losses.care import orthogonal_equivariance_loss
+from sslkit.losses.precision import fp32
 from sslkit.objectives.base import SSLObjective
 
 
@@ -58,7 +59,7 @@ class CARE(SSLObjective):
         s_1, s_2 = batch["views_shared"]
         z = self.projection_head(self.backbone(torch.cat([x_a, x_b, s_1, s_2])))  # one pass, all four
         z_a, z_b, z_1, z_2 = z.split([len(x_a), len(x_b), len(s_1), len(s_2)])
-        invariance = self.criterion(z_a, z_b)
+        invariance = fp32(self.criterion)(z_a, z_b)  # NT-Xent logits / temperature: fp32 under autocast
         equivariance = orthogonal_equivariance_loss(z_1, z_2, int(batch["shared_group_size"]))
         loss = invariance + self.equivariance_weight * equivariance
 

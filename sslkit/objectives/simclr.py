@@ -9,6 +9,7 @@ from lightly.loss import NTXentLoss
 from lightly.models.modules import SimCLRProjectionHead
 
 from sslkit.backbones import create_backbone
+from sslkit.losses.precision import fp32
 from sslkit.objectives.base import SSLObjective
 from sslkit.objectives.registry import build_aux_loss
 
@@ -63,7 +64,7 @@ class SimCLR(SSLObjective):
         # worse at equal steps: docs/benchmarks.md, "Accuracy at equal budget").
         h_a, h_b = self.backbone(torch.cat([x_a, x_b])).chunk(2)
         z_a, z_b = self.projection_head(h_a), self.projection_head(h_b)
-        loss = self.criterion(z_a, z_b)
+        loss = fp32(self.criterion)(z_a, z_b)  # NT-Xent logits / temperature: fp32 under autocast
         if self.aux_loss is not None:
             aux = self.aux_loss(self.backbone, batch)
             self.log("train/aux_loss", aux, batch_size=x_a.shape[0])

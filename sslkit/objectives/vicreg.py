@@ -9,6 +9,7 @@ from lightly.loss import VICRegLoss
 from lightly.models.modules.heads import VICRegProjectionHead
 
 from sslkit.backbones import create_backbone
+from sslkit.losses.precision import fp32
 from sslkit.objectives.base import SSLObjective
 
 
@@ -58,6 +59,6 @@ class VICReg(SSLObjective):
         x_a, x_b = batch["views"][:2]
         # One pass per view, as the official code: BatchNorm statistics stay per view.
         z_a, z_b = [self.projection_head(self.backbone(x)) for x in (x_a, x_b)]  # (B, P)
-        loss = self.criterion(z_a, z_b)
+        loss = fp32(self.criterion)(z_a, z_b)  # variance/covariance terms: fp32 under autocast
         self.log("train/loss", loss, prog_bar=True, batch_size=x_a.shape[0])
         return loss

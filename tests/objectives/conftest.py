@@ -26,10 +26,10 @@ def digit_shards(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def fit_steps(digit_shards: Path, tmp_path: Path) -> Callable[..., L.Trainer]:
-    """``fit_steps(model, transform, collate_fn=None, steps=2, batch_size=8)`` runs a real CPU fit."""
+    """``fit_steps(model, transform, collate_fn=None, steps=2, batch_size=8, precision="32-true")``: a real CPU fit."""
 
     def run(model: L.LightningModule, transform: Callable, collate_fn: Callable | None = None, steps: int = 2,
-            batch_size: int = 8) -> L.Trainer:
+            batch_size: int = 8, precision: str = "32-true") -> L.Trainer:
         dm = ShardDataModule(
             digit_shards, batch_size_per_device=batch_size, num_workers=0, train_transform=transform,
             collate_fn=collate_fn, shuffle_buffer=16, persistent_workers=False, pin_memory=False,
@@ -37,7 +37,7 @@ def fit_steps(digit_shards: Path, tmp_path: Path) -> Callable[..., L.Trainer]:
         trainer = L.Trainer(
             accelerator="cpu", devices=1, max_steps=steps, max_epochs=1, logger=False,
             enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-            default_root_dir=tmp_path,
+            default_root_dir=tmp_path, precision=precision,
         )
         trainer.fit(model, datamodule=dm)
         return trainer
