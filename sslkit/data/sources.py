@@ -1,86 +1,96 @@
 """Image sources for the shard writer: iterables of ``(key, image, label)``.
 
-Keys are unique within a dataset and stable across runs (``cifar10-train-000123``). Grayscale images
-stay mode ``"L"``; the reader converts to RGB. Labels are ``None`` when unknown.
+``image`` is what :func:`sslkit.data.encoding.encode_sample` takes: a file path (read, and passed
+through when already JPEG/PNG/WebP, by the writer's workers), encoded bytes (Parquet/Arrow exports)
+or a PIL image (CIFAR-10, MNIST, digits). Keys are unique within a dataset and stable across runs
+(``cifar10-train-000123``). Grayscale images stay mode ``"L"``; the reader converts to RGB. Labels are
+``None`` when unknown.
+
+Listed sources (class folders, ImageNet, file lists, the in-memory sets) know every sample upfront,
+so the writer shuffles them with one seeded permutation. Streamed sources (flat folders, listed
+with ``os.scandir`` while writing; Parquet/Arrow exports, read row group by row group) set
+``shuffle_window``: the writer shuffles them within a window of that many samples instead.
+File-based sources live in :mod:`sslkit.data.file_sources`.
 """
 
 from __future__ import annotations
 
 import gzip
 import pickle
-import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
 
-Sample = tuple[str, Image.Image, "int | None"]
+from sslkit.errors import UserError
 
-SOURCES = ("folder", "cifar10", "mnist", "digits")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+Sample = tuple[str, Any, "int | None"]  # (key, path | bytes | PIL image, label)
+
+SOURCES = ("folder", "imagenet", "filelist", "parquet", "cifar10", "mnist", "digits")
 
 
 @dataclass(frozen=True)
 class ImageSource:
-    """A finite, re-iterable sequence of samples with its metadata."""
+    """A re-iterable sequence of samples with its metadata.
 
-    name: str  # "cifar10:train"; written to the manifest's ``source``
+    Attributes:
+        name: ``"cifar10:train"``; written to the manifest's ``source``.
+        class_names: label ``i`` is ``class_names[i]``; ``None`` when unlabeled or unnamed.
+        num_samples: the count, ``None`` while a streamed listing has not ended.
+        shuffle_window: ``None`` for a listed source (shuffled as a whole); for a streamed one, the
+            default number of samples the writer shuffles within.
+    """
+
+    name: str
     class_names: tuple[str, ...] | None
-    num_samples: int
+    num_samples: int | None
     _samples: Callable[[], Iterator[Sample]]
+    shuffle_window: int | None = None
 
     def __iter__(self) -> Iterator[Sample]:
         return self._samples()
 
     def __len__(self) -> int:
+        if self.num_samples is None:
+            raise TypeError(f"{self.name} is streamed: its length is unknown until the listing ends")
         return self.num_samples
 
 
-def open_source(source: str, *, root: str | Path | None = None, split: str = "train", size: int = 32) -> ImageSource:
-    """Build a source by name (``folder``, ``cifar10``, ``mnist``, ``digits``); see each function."""
+def open_source(
+    source: str,
+    *,
+    root: str | Path | None = None,
+    split: str = "train",
+    size: int = 32,
+    labels: str | Path | None = None,
+    image_column: str | None = None,
+    label_column: str | None = None,
+) -> ImageSource:
+    """Build a source by name (one of :data:`SOURCES`); see each function."""
+    from sslkit.data import file_sources
+
     if source == "digits":
         return digits_source(split, size=size)
+    if source not in SOURCES:
+        raise UserError(f"unknown source {source!r}; choose from {', '.join(SOURCES)}")
     if root is None:
-        raise ValueError(f"--root is required for source {source!r}")
+        raise UserError(f"--root is required for source {source!r}: the dataset folder or file")
+    if not Path(root).exists():
+        raise UserError(f"--root {root}: no such file or folder")
     if source == "folder":
-        return folder_source(root, split=split)
+        return file_sources.folder_source(root, split=split)
+    if source == "imagenet":
+        return file_sources.imagenet_source(root, split=split, labels=labels)
+    if source == "filelist":
+        return file_sources.filelist_source(root)
+    if source == "parquet":
+        return file_sources.parquet_source(root, image_column=image_column, label_column=label_column)
     if source == "cifar10":
         return cifar10_source(root, split)
-    if source == "mnist":
-        return mnist_source(root, split)
-    raise ValueError(f"unknown source {source!r}; choose from {SOURCES}")
-
-
-def folder_source(root: str | Path, *, split: str | None = None) -> ImageSource:
-    """Images under ``root`` (or ``root/split`` when that folder exists).
-
-    Class sub-folders give labels (sorted folder names are the class names); images directly under
-    the root, with no sub-folders, are unlabeled. Keys are the relative paths without suffix, with
-    every character other than ``[A-Za-z0-9_-]`` replaced by ``_`` (WebDataset splits keys at dots).
-    """
-    root = Path(root)
-    if split and (root / split).is_dir():
-        root = root / split
-    class_dirs = sorted(p for p in root.iterdir() if p.is_dir())
-    if class_dirs:
-        files = [(f, label) for label, d in enumerate(class_dirs) for f in _images_under(d)]
-        class_names: tuple[str, ...] | None = tuple(d.name for d in class_dirs)
-    else:
-        files = [(f, None) for f in _images_under(root)]
-        class_names = None
-    if not files:
-        raise ValueError(f"no images under {root}")
-    keys = _unique_keys([f.relative_to(root).with_suffix("").as_posix() for f, _ in files])
-
-    def samples() -> Iterator[Sample]:
-        for key, (path, label) in zip(keys, files):
-            with Image.open(path) as encoded:
-                image = encoded.copy() if encoded.mode in ("RGB", "L") else encoded.convert("RGB")
-            yield key, image, label
-
-    return ImageSource(f"folder:{root.name}", class_names, len(files), samples)
+    return mnist_source(root, split)
 
 
 def cifar10_source(root: str | Path, split: str) -> ImageSource:
@@ -88,7 +98,7 @@ def cifar10_source(root: str | Path, split: str) -> ImageSource:
     folder = _cifar_folder(Path(root))
     names = [f"data_batch_{i}" for i in range(1, 6)] if split == "train" else ["test_batch"]
     if split not in ("train", "test"):
-        raise ValueError(f"CIFAR-10 split must be train or test, got {split!r}")
+        raise UserError(f"CIFAR-10 split must be train or test, got {split!r}")
     # pickle can run code; these are the trusted official batch files (checksums in SOURCES.md).
     meta = _unpickle(folder / "batches.meta")
     class_names = tuple(n.decode() for n in meta[b"label_names"])
@@ -106,12 +116,12 @@ def cifar10_source(root: str | Path, split: str) -> ImageSource:
 def mnist_source(root: str | Path, split: str) -> ImageSource:
     """MNIST idx files (``.gz`` or raw) under ``root`` (or ``root/MNIST/raw``); split train/test."""
     if split not in ("train", "test"):
-        raise ValueError(f"MNIST split must be train or test, got {split!r}")
+        raise UserError(f"MNIST split must be train or test, got {split!r}")
     prefix = "train" if split == "train" else "t10k"
     images = _read_idx(_find(Path(root), f"{prefix}-images-idx3-ubyte"))
     labels = _read_idx(_find(Path(root), f"{prefix}-labels-idx1-ubyte"))
     if len(images) != len(labels):
-        raise ValueError(f"MNIST {split}: {len(images)} images but {len(labels)} labels")
+        raise UserError(f"MNIST {split}: {len(images)} images but {len(labels)} labels")
 
     def samples() -> Iterator[Sample]:
         for i, (pixels, label) in enumerate(zip(images, labels)):
@@ -131,7 +141,7 @@ def digits_source(split: str, *, size: int = 32, test_fraction: float = 0.2, see
     from sklearn.model_selection import train_test_split
 
     if split not in ("train", "test"):
-        raise ValueError(f"digits split must be train or test, got {split!r}")
+        raise UserError(f"digits split must be train or test, got {split!r}")
     digits = load_digits()
     index = np.arange(len(digits.target))
     train, test = train_test_split(index, test_size=test_fraction, random_state=seed, stratify=digits.target)
@@ -146,26 +156,11 @@ def digits_source(split: str, *, size: int = 32, test_fraction: float = 0.2, see
     return ImageSource(f"digits:{split}", tuple(str(d) for d in range(10)), len(chosen), samples)
 
 
-def _images_under(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-
-
-def _unique_keys(paths: list[str]) -> list[str]:
-    keys, seen = [], set()
-    for path in paths:
-        key = re.sub(r"[^A-Za-z0-9_-]", "_", path)
-        while key in seen:
-            key += "_"
-        seen.add(key)
-        keys.append(key)
-    return keys
-
-
 def _cifar_folder(root: Path) -> Path:
     for folder in (root, root / "cifar-10-batches-py"):
         if (folder / "batches.meta").is_file():
             return folder
-    raise FileNotFoundError(f"no CIFAR-10 python batches (batches.meta) in {root} or {root}/cifar-10-batches-py")
+    raise UserError(f"no CIFAR-10 python batches (batches.meta) in {root} or {root}/cifar-10-batches-py")
 
 
 def _unpickle(path: Path) -> dict:
@@ -178,7 +173,7 @@ def _find(root: Path, stem: str) -> Path:
         for name in (f"{stem}.gz", stem):
             if (folder / name).is_file():
                 return folder / name
-    raise FileNotFoundError(f"no {stem}[.gz] in {root} or {root}/MNIST/raw")
+    raise UserError(f"no {stem}[.gz] in {root} or {root}/MNIST/raw")
 
 
 def _read_idx(path: Path) -> np.ndarray:
@@ -188,7 +183,7 @@ def _read_idx(path: Path) -> np.ndarray:
         raw = f.read()
     magic = int.from_bytes(raw[:4], "big")
     if magic >> 8 != 0x08:  # 0x08 = unsigned byte data
-        raise ValueError(f"{path}: not a uint8 idx file (magic {magic:#x})")
+        raise UserError(f"{path}: not a uint8 idx file (magic {magic:#x})")
     ndim = magic & 0xFF
     shape = [int.from_bytes(raw[4 + 4 * d: 8 + 4 * d], "big") for d in range(ndim)]
     return np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim).reshape(shape)

@@ -1,4 +1,8 @@
-"""Image sources: digits, image folders, and the real CIFAR-10 / MNIST files (shared_data)."""
+"""Image sources: digits, image folders, and the real CIFAR-10 / MNIST files (shared_data).
+
+The file-based sources (ImageNet layout, file lists, flat folders, Parquet/Arrow) are in
+``test_file_sources.py``.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +12,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
-from sslkit.data.sources import cifar10_source, digits_source, folder_source, mnist_source, open_source
+from sslkit.data.file_sources import folder_source
+from sslkit.data.sources import cifar10_source, digits_source, mnist_source, open_source
+from sslkit.errors import UserError
 from tests.data.helpers import synthetic_image
 
 
@@ -33,23 +38,17 @@ def test_digits_split_shapes_and_keys() -> None:
     assert [k for k, _, _ in digits_source("train")][:5] == keys[:5]  # stable
 
 
-def test_folder_with_classes_and_flat(tmp_path: Path) -> None:
+def test_folder_with_classes_gives_paths_and_labels(tmp_path: Path) -> None:
     for i, cls in enumerate(["cat", "dog", "cat", "bird"]):
         (tmp_path / "labelled" / cls).mkdir(parents=True, exist_ok=True)
         synthetic_image(i).save(tmp_path / "labelled" / cls / f"img.{i}.png")
     source = folder_source(tmp_path / "labelled")
-    assert source.class_names == ("bird", "cat", "dog") and len(source) == 4
+    assert source.class_names == ("bird", "cat", "dog") and len(source) == 4 and source.shuffle_window is None
     samples = list(source)
     assert [(k, label) for k, _, label in samples] == [
         ("bird_img_3", 0), ("cat_img_0", 1), ("cat_img_2", 1), ("dog_img_1", 2)
     ]
-    assert np.array_equal(np.asarray(samples[1][1]), np.asarray(synthetic_image(0)))
-
-    (tmp_path / "flat").mkdir()
-    Image.new("RGBA", (5, 4)).save(tmp_path / "flat" / "a.png")
-    flat = folder_source(tmp_path / "flat")
-    ((key, image, label),) = list(flat)
-    assert flat.class_names is None and label is None and key == "a" and image.mode == "RGB"
+    assert samples[1][1] == str(tmp_path / "labelled" / "cat" / "img.0.png")  # the writer reads the file
 
 
 def test_folder_uses_split_subfolder(tmp_path: Path) -> None:
@@ -86,7 +85,9 @@ def test_mnist_matches_sources_md(shared_data: Path) -> None:
 
 
 def test_unknown_source_and_missing_root() -> None:
-    with pytest.raises(ValueError, match="unknown source"):
-        open_source("imagenet", root="/nowhere")
-    with pytest.raises(ValueError, match="--root"):
+    with pytest.raises(UserError, match="unknown source"):
+        open_source("imagenet1k", root="/nowhere")
+    with pytest.raises(UserError, match="--root"):
         open_source("cifar10")
+    with pytest.raises(UserError, match="no such file"):
+        open_source("folder", root="/nowhere")
