@@ -57,8 +57,8 @@ def main() -> None:
     evaluate = bo.Evaluator({"train": tars["train"][:2], "test": tars["test"][:1]}, setup.image_size, 1)
     L.seed_everything(0, verbose=False)
     model = IJEPA(backbone=bo.BACKBONE, backbone_kwargs=setup.backbone_kwargs(), predictor_embed_dim=args.pdim,
-                  predictor_depth=args.pdepth, predictor_num_heads=3, momentum_start=args.ema[0],
-                  momentum_end=args.ema[1], **setup.optim(lr=args.lr, weight_decay=0.04, betas=(0.9, 0.999)))
+                  predictor_depth=args.pdepth, predictor_num_heads=3, ema_momentum=args.ema[0],
+                  ema_momentum_end=args.ema[1], **setup.optim(lr=args.lr, weight_decay=0.04, betas=(0.9, 0.999)))
     collate, views = bo.ijepa_masks(setup), bo._masked_views(setup, 0.3, 0.0)  # bench/objectives.py's I-JEPA data
     log: list[dict[str, Any]] = []
     probe: dict[str, Any] = {}

@@ -177,7 +177,7 @@ def build_ijepa(s: Setup) -> Built:
     # paper's narrow predictor (96 of 192) or the shared fast EMA, the targets collapse (RankMe 21 -> 6)
     # and kNN falls below random init within 150 steps; see docs/benchmarks.md.
     model = IJEPA(backbone=BACKBONE, backbone_kwargs=s.backbone_kwargs(), predictor_embed_dim=192, predictor_depth=4,
-                  predictor_num_heads=3, momentum_start=0.996, momentum_end=0.996,
+                  predictor_num_heads=3, ema_momentum=0.996, ema_momentum_end=0.996,
                   **s.optim(lr=5e-4, weight_decay=0.04, betas=(0.9, 0.999)))
     return Built(model, _masked_views(s, 0.3, 0.0), ijepa_masks(s), notes="predictor 4 x 192, lr 5e-4, EMA 0.996")
 

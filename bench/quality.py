@@ -78,7 +78,7 @@ def build(method: str, vit: dict[str, Any], seed: int = 0, context: str = "all")
 
     pool = {**vit, "class_token": False, "global_pool": "avg", "sincos_pos_embed": True}  # as lightly's masked ViT
     ours = IJEPA(backbone="vit_tiny_patch16_224", backbone_kwargs=pool, predictor_embed_dim=96, predictor_depth=4,
-                 predictor_num_heads=3, momentum_start=0.996, momentum_end=0.996)
+                 predictor_num_heads=3, ema_momentum=0.996, ema_momentum_end=0.996)
     torch.manual_seed(seed)
     ref = LightlyIJEPA(vit, predictor_depth=4)
     # lightly's MaskedVisionTransformerTIMM re-initialises the ViT it wraps (MAE's xavier init, sin-cos

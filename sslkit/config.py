@@ -8,7 +8,15 @@ from typing import Any
 
 import yaml
 
+from sslkit.errors import RefusedInput, UserError
+
 BASE_KEY = "_base_"
+MAX_YAML_NODES = 100_000  # a recipe has a few hundred nodes once its aliases are expanded
+# Model arguments that were renamed: a recipe still using the old name is refused, pointing at the new one.
+RENAMED_MODEL_ARGS = {
+    "momentum_start": "ema_momentum",  # the EMA teacher's schedule has one name everywhere (sslkit.teacher)
+    "momentum_end": "ema_momentum_end",
+}
 
 
 def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
@@ -34,15 +42,65 @@ def load_recipe(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any
         raise ValueError(f"recipe bases form a cycle: {' -> '.join(str(p) for p in (*_seen, path))}")
     if not path.is_file():
         raise FileNotFoundError(f"recipe not found: {path}")
-    data = yaml.safe_load(path.read_text()) or {}
+    data = load_yaml(path) or {}
     if not isinstance(data, dict):
         raise ValueError(f"{path}: a recipe must be a YAML mapping, got {type(data).__name__}")
+    refuse_renamed_args(data, path)
     bases = data.pop(BASE_KEY, [])
     bases = [bases] if isinstance(bases, str) else list(bases)
     merged: dict[str, Any] = {}
     for base in bases:
         merged = deep_merge(merged, load_recipe(path.parent / base, (*_seen, path)))
     return deep_merge(merged, data)
+
+
+def refuse_renamed_args(recipe: dict[str, Any], path: Path) -> None:
+    """Raise a one-line :class:`UserError` for a ``model.init_args`` key in :data:`RENAMED_MODEL_ARGS`."""
+    model = recipe.get("model")
+    init_args = model.get("init_args") if isinstance(model, dict) else None
+    for old in init_args if isinstance(init_args, dict) else ():
+        if old in RENAMED_MODEL_ARGS:
+            raise UserError(f"{path}: model.init_args.{old} was renamed; write"
+                            f" model.init_args.{RENAMED_MODEL_ARGS[old]} instead")
+
+
+def load_yaml(path: Path, max_nodes: int = MAX_YAML_NODES) -> Any:
+    """``yaml.safe_load`` of a file, refused when its aliases expand beyond ``max_nodes`` nodes.
+
+    Nodes are counted on the composed graph, an alias counting its anchor's whole subtree, before any
+    Python object is built: a 1.5 kB file of nested aliases (10^8 leaves once expanded, which
+    jsonargparse would expand) fails at once, naming the file.
+    """
+    loader = yaml.SafeLoader(Path(path).read_text())
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        size = _expanded_size(node, {}, max_nodes)
+        if size > max_nodes:
+            raise RefusedInput(f"{path}: YAML aliases expand to more than {max_nodes:,} nodes; write the values out")
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def _expanded_size(node: yaml.Node, memo: dict[int, int | None], limit: int) -> int:
+    """Nodes in ``node`` with every alias expanded (memoised per node; stops counting past ``limit``)."""
+    key = id(node)
+    if key in memo:
+        if memo[key] is None:
+            raise RefusedInput(f"line {node.start_mark.line + 1}: a YAML alias refers to itself (an infinite recipe)")
+        return memo[key]  # type: ignore[return-value]
+    memo[key] = None
+    size = 1
+    children = (c for pair in node.value for c in pair) if isinstance(node, yaml.MappingNode) else (
+        node.value if isinstance(node, yaml.SequenceNode) else ())
+    for child in children:
+        size += _expanded_size(child, memo, limit)
+        if size > limit:
+            break
+    memo[key] = size
+    return size
 
 
 def load_recipes(paths: list[str | Path]) -> dict[str, Any]:

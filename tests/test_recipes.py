@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from sslkit.config import load_recipe
+from sslkit.errors import UserError
 from sslkit.objectives.base import SSLObjective
 from sslkit.training import SSLCLI, build_cli
 
@@ -51,3 +52,14 @@ def test_misspelled_trainer_key_names_it(tmp_path: Path, capsys: pytest.CaptureF
     with pytest.raises(SystemExit):
         _instantiate(recipe, tmp_path)
     assert "max_epoch" in capsys.readouterr().err
+
+
+def test_renamed_teacher_momentum_key_points_at_the_new_name(tmp_path: Path) -> None:
+    recipe = tmp_path / "old_ijepa.yaml"
+    recipe.write_text(f"_base_: [{RECIPES / 'ijepa' / 'vit_tiny_cifar10.yaml'}]\nmodel:\n  init_args:\n"
+                      "    momentum_start: 0.99\n")
+    with pytest.raises(UserError) as exc:
+        load_recipe(recipe)
+    message = str(exc.value)
+    assert "\n" not in message and str(recipe) in message
+    assert "model.init_args.momentum_start was renamed" in message and "model.init_args.ema_momentum " in message

@@ -5,7 +5,7 @@
 - the micro-batch size DeepSpeed logs with, read from the data module (Lightning reads
   ``loader.batch_sampler.batch_size``, which a WebDataset loader emitting whole batches lacks);
 - atomic checkpoint folders (written to ``<path>.tmp``, swapped in; see :mod:`.checkpoint_io`);
-- the fp32 EMA-teacher shadows of :mod:`sslkit.objectives.ema`, one file per rank
+- the fp32 EMA-teacher shadows of :mod:`sslkit.teacher.update`, one file per rank
   (``ema_fp32_rank{r}.pt``) inside the checkpoint folder, since under ZeRO-3 every rank holds
   different slices; restored on resume.
 
@@ -28,7 +28,7 @@ from lightning.fabric.utilities.types import _PATH
 from lightning.pytorch.strategies import DeepSpeedStrategy
 
 from sslkit.distributed.checkpoint_io import TMP_SUFFIX, AtomicCheckpointIO, recover_checkpoint, replace_dir
-from sslkit.objectives.ema import ema_state_dict, load_ema_state_dict
+from sslkit.teacher import ema_state_dict, load_ema_state_dict
 
 EMA_FILE = "ema_fp32_rank{rank}.pt"
 DEEPSPEED_KEYS = ("buffer_names", "param_shapes", "frozen_param_shapes", "frozen_param_fragments", "shared_params",

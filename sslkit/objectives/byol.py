@@ -11,9 +11,8 @@ from torch import nn
 from sslkit.backbones import create_backbone
 from sslkit.losses import byol_loss
 from sslkit.objectives.base import SSLObjective
-from sslkit.objectives.ema import make_teacher, update_momentum
 from sslkit.objectives.registry import build_aux_loss
-from sslkit.optim.schedules import cosine_increase
+from sslkit.teacher import EMATeacher
 
 
 class BYOL(SSLObjective):
@@ -48,8 +47,7 @@ class BYOL(SSLObjective):
         self.backbone = create_backbone(backbone, **(backbone_kwargs or {}))
         self.projection_head = BYOLProjectionHead(self.backbone.num_features, proj_hidden_dim, proj_output_dim)
         self.prediction_head = BYOLPredictionHead(proj_output_dim, proj_hidden_dim, proj_output_dim)
-        self.teacher_backbone = make_teacher(self.backbone)
-        self.teacher_projection_head = make_teacher(self.projection_head)
+        self.teacher = EMATeacher(self, ["backbone", "projection_head"], ema_momentum, ema_momentum_end)
         self.aux_loss = build_aux_loss(aux_loss, self.backbone.num_features)
 
     def trainable_modules(self) -> dict[str, nn.Module]:
@@ -61,10 +59,7 @@ class BYOL(SSLObjective):
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         x_a, x_b = batch["views"][:2]
-        m = cosine_increase(self.trainer.global_step, self.total_steps(), self.hparams.ema_momentum,
-                            self.hparams.ema_momentum_end)
-        update_momentum(self.backbone, self.teacher_backbone, m)
-        update_momentum(self.projection_head, self.teacher_projection_head, m)
+        m = self.teacher.update(self.global_step, self.total_steps())
         # One pass per view, as the official code: BatchNorm statistics stay per view.
         with torch.no_grad():
             z_a, z_b = [self.teacher_projection_head(self.teacher_backbone(x)) for x in (x_a, x_b)]  # (B, P)

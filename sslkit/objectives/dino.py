@@ -11,8 +11,8 @@ from torch import nn
 from sslkit.backbones import create_backbone
 from sslkit.losses import DINOLoss
 from sslkit.objectives.base import SSLObjective
-from sslkit.objectives.ema import make_teacher, update_momentum
-from sslkit.optim.schedules import cosine_increase, linear_warmup_constant
+from sslkit.optim.schedules import linear_warmup_constant
+from sslkit.teacher import EMATeacher
 
 
 class DINO(SSLObjective):
@@ -64,15 +64,14 @@ class DINO(SSLObjective):
         self.save_hyperparameters()
         self.backbone = create_backbone(backbone, **(backbone_kwargs or {}))
         # Built without autograd: weight_norm caches its computed weight as a plain attribute, and a
-        # cached non-leaf tensor makes the deepcopy in make_teacher fail (pytorch/pytorch#103001).
+        # cached non-leaf tensor makes the teacher's deepcopy fail (pytorch/pytorch#103001).
         with torch.no_grad():
             self.projection_head = DINOProjectionHead(
                 self.backbone.num_features, proj_hidden_dim, proj_bottleneck_dim, proj_output_dim,
                 batch_norm=proj_batch_norm, freeze_last_layer=freeze_last_layer_epochs,
                 norm_last_layer=norm_last_layer,
             )
-        self.teacher_backbone = make_teacher(self.backbone)
-        self.teacher_projection_head = make_teacher(self.projection_head)
+        self.teacher = EMATeacher(self, ["backbone", "projection_head"], ema_momentum, ema_momentum_end)
         self.criterion = DINOLoss(proj_output_dim, teacher_temp=teacher_temp, student_temp=student_temp,
                                   center_momentum=center_momentum)
 
@@ -90,16 +89,13 @@ class DINO(SSLObjective):
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         views = batch["views"]
         global_views, local_views = torch.cat(views[:2]), views[2:]  # (2B, C, H, W); N x (B, C, h, w)
-        step = self.trainer.global_step
-        m = cosine_increase(step, self.total_steps(), self.hparams.ema_momentum, self.hparams.ema_momentum_end)
-        update_momentum(self.backbone, self.teacher_backbone, m)
-        update_momentum(self.projection_head, self.teacher_projection_head, m)
+        m = self.teacher.update(self.global_step, self.total_steps())
         with torch.no_grad():
             teacher_out = self.teacher_projection_head(self.teacher_backbone(global_views)).chunk(2)  # 2 x (B, K)
         student_out = list(self.projection_head(self.backbone(global_views)).chunk(2))
         if local_views:  # one pass over all local crops: they share a size
             student_out += self.projection_head(self.backbone(torch.cat(local_views))).chunk(len(local_views))
-        t_temp = self.teacher_temperature(step)
+        t_temp = self.teacher_temperature(self.global_step)
         loss = self.criterion(list(teacher_out), student_out, teacher_temp=t_temp)
         self.log("train/loss", loss, prog_bar=True, batch_size=views[0].shape[0])
         self.log("train/ema_momentum", m, batch_size=views[0].shape[0])

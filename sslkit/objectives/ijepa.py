@@ -10,8 +10,7 @@ import torch
 from sslkit.backbones import IJEPAPredictor, create_backbone
 from sslkit.losses.ijepa import ijepa_loss, ijepa_targets
 from sslkit.objectives.base import SSLObjective
-from sslkit.objectives.ema import make_teacher, update_momentum
-from sslkit.optim.schedules import cosine_increase
+from sslkit.teacher import EMATeacher
 
 
 class IJEPA(SSLObjective):
@@ -27,8 +26,8 @@ class IJEPA(SSLObjective):
         predictor_depth: Predictor blocks (paper: 12 for ViT-H; 6 for ViT-B in lightly's example).
         predictor_num_heads: Predictor attention heads.
         loss: ``"smooth_l1"`` (authors' code) or ``"l2"`` (paper's text).
-        momentum_start: EMA momentum at step 0, cosine-increased to ``momentum_end`` (0.996 → 1).
-        momentum_end: EMA momentum at the last step.
+        ema_momentum: Target-encoder momentum at step 0, cosine-increased to ``ema_momentum_end`` (0.996 → 1).
+        ema_momentum_end: Target-encoder momentum at the last step.
         **kwargs: Optimisation settings of :class:`SSLObjective`.
     """
 
@@ -40,8 +39,8 @@ class IJEPA(SSLObjective):
         predictor_depth: int = 6,
         predictor_num_heads: int = 12,
         loss: Literal["smooth_l1", "l2"] = "smooth_l1",
-        momentum_start: float = 0.996,
-        momentum_end: float = 1.0,
+        ema_momentum: float = 0.996,
+        ema_momentum_end: float = 1.0,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -49,7 +48,7 @@ class IJEPA(SSLObjective):
         self.backbone = create_backbone(backbone, **(backbone_kwargs or {}))
         if not hasattr(self.backbone, "patch_embed"):
             raise TypeError(f"I-JEPA needs a ViT backbone, got {backbone}")
-        self.teacher_backbone = make_teacher(self.backbone)
+        self.teacher = EMATeacher(self, ["backbone"], ema_momentum, ema_momentum_end)
         self.predictor = IJEPAPredictor(
             num_patches=self.backbone.patch_embed.num_patches,
             embed_dim=self.backbone.embed_dim,
@@ -59,7 +58,6 @@ class IJEPA(SSLObjective):
             varlen=self.backbone.varlen,
         )
         self.loss_kind = loss
-        self.momentum_start, self.momentum_end = momentum_start, momentum_end
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.backbone(x)  # (B, D)
@@ -69,8 +67,7 @@ class IJEPA(SSLObjective):
         context, context_lens, targets = batch["masks_context"], batch.get("masks_context_lens"), batch["masks_target"]
         B = targets.shape[0]
         P = self.backbone.num_prefix_tokens
-        m = cosine_increase(self.global_step, self.total_steps(), self.momentum_start, self.momentum_end)
-        update_momentum(self.backbone, self.teacher_backbone, m)
+        m = self.teacher.update(self.global_step, self.total_steps())
 
         with torch.no_grad():
             h = ijepa_targets(self.teacher_backbone.forward_features(x)[:, P:], targets)  # (B*M, Kt, D)

@@ -11,8 +11,7 @@ from sslkit.backbones import create_backbone
 from sslkit.heads import mocov3_mlp
 from sslkit.losses import mocov3_loss
 from sslkit.objectives.base import SSLObjective
-from sslkit.objectives.ema import make_teacher, update_momentum
-from sslkit.optim.schedules import cosine_increase
+from sslkit.teacher import EMATeacher
 
 
 class MoCoV3(SSLObjective):
@@ -51,8 +50,7 @@ class MoCoV3(SSLObjective):
         self.backbone = create_backbone(backbone, **(backbone_kwargs or {}))
         self.projection_head = mocov3_mlp(proj_num_layers, self.backbone.num_features, proj_hidden_dim, proj_output_dim)
         self.prediction_head = mocov3_mlp(2, proj_output_dim, proj_hidden_dim, proj_output_dim, last_bn=pred_last_bn)
-        self.teacher_backbone = make_teacher(self.backbone)
-        self.teacher_projection_head = make_teacher(self.projection_head)
+        self.teacher = EMATeacher(self, ["backbone", "projection_head"], ema_momentum, ema_momentum_end)
         self.temperature = temperature
         self.gather_distributed = gather_distributed
 
@@ -65,10 +63,7 @@ class MoCoV3(SSLObjective):
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         x_a, x_b = batch["views"][:2]
-        m = cosine_increase(self.trainer.global_step, self.total_steps(), self.hparams.ema_momentum,
-                            self.hparams.ema_momentum_end)
-        update_momentum(self.backbone, self.teacher_backbone, m)
-        update_momentum(self.projection_head, self.teacher_projection_head, m)
+        m = self.teacher.update(self.global_step, self.total_steps())
         # One pass per view, as the official code: BatchNorm statistics stay per view.
         with torch.no_grad():
             k_a, k_b = [self.teacher_projection_head(self.teacher_backbone(x)) for x in (x_a, x_b)]  # (B, P)

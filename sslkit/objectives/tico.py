@@ -12,8 +12,7 @@ from torch import nn
 from sslkit.backbones import create_backbone
 from sslkit.losses import TiCoLoss
 from sslkit.objectives.base import SSLObjective
-from sslkit.objectives.ema import make_teacher, update_momentum
-from sslkit.optim.schedules import cosine_increase
+from sslkit.teacher import EMATeacher
 
 
 class TiCo(SSLObjective):
@@ -49,8 +48,7 @@ class TiCo(SSLObjective):
         self.save_hyperparameters()
         self.backbone = create_backbone(backbone, **(backbone_kwargs or {}))
         self.projection_head = TiCoProjectionHead(self.backbone.num_features, proj_hidden_dim, proj_output_dim)
-        self.teacher_backbone = make_teacher(self.backbone)
-        self.teacher_projection_head = make_teacher(self.projection_head)
+        self.teacher = EMATeacher(self, ["backbone", "projection_head"], ema_momentum, ema_momentum_end)
         self.criterion = TiCoLoss(proj_output_dim, beta=beta, rho=rho, gather_distributed=gather_distributed)
 
     def trainable_modules(self) -> dict[str, nn.Module]:
@@ -61,10 +59,7 @@ class TiCo(SSLObjective):
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         x_a, x_b = batch["views"][:2]
-        m = cosine_increase(self.trainer.global_step, self.total_steps(), self.hparams.ema_momentum,
-                            self.hparams.ema_momentum_end)
-        update_momentum(self.backbone, self.teacher_backbone, m)
-        update_momentum(self.projection_head, self.teacher_projection_head, m)
+        m = self.teacher.update(self.global_step, self.total_steps())
         with torch.no_grad():
             z_b = self.teacher_projection_head(self.teacher_backbone(x_b))  # (B, P)
         z_a = self.projection_head(self.backbone(x_a))  # (B, P)

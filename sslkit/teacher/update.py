@@ -1,6 +1,7 @@
-"""EMA teachers: one way to make them and one way to update them, shared by every EMA objective.
+"""The exact EMA update of a teacher toward its student, parameter by parameter.
 
-The update is correct under every strategy sslkit runs:
+:class:`sslkit.teacher.EMATeacher` is what objectives use; this module is its arithmetic, correct under
+every strategy sslkit runs:
 
 - **fp32 parameters** (DDP, single device): ``teacher.lerp_(student, 1 - m)`` in place.
 - **bf16/fp16 parameters** (DeepSpeed casts the whole module, teacher included): the EMA increment

@@ -40,7 +40,7 @@ def build_model(name: str) -> L.LightningModule:
         return without_batchnorm(SimCLR(temperature=0.2, gather_distributed=True, **common))
     if name == "byol":
         from sslkit.objectives.byol import BYOL
-        from sslkit.objectives.ema import make_teacher
+        from sslkit.teacher import make_teacher
 
         model = without_batchnorm(BYOL(ema_momentum=0.9, ema_momentum_end=0.9, **common))
         # The teacher is a copy of the student: rebuild it from the converted student.

@@ -1,7 +1,7 @@
 """EMA teachers under low precision and DeepSpeed ZeRO-3, on CPU.
 
 - bf16 parameters: a bf16 accumulator rounds the EMA increment away (the teacher freezes); the fp32
-  shadow in :mod:`sslkit.objectives.ema` tracks the fp32 reference.
+  shadow in :mod:`sslkit.teacher.update` tracks the fp32 reference.
 - ZeRO-3: two real gloo processes partition a student and its teacher with ``deepspeed.zero.Init``
   (each rank holds ``ds_tensor``, a slice of every flattened parameter; ``param.data`` is empty).
   ``update_momentum`` updates each rank's teacher slices from its student slices; gathered, the
@@ -21,7 +21,7 @@ import torch
 import torch.multiprocessing as mp
 from torch import nn
 
-from sslkit.objectives.ema import SHADOW_ATTR, ema_state_dict, make_teacher, update_momentum
+from sslkit.teacher import SHADOW_ATTR, ema_state_dict, make_teacher, update_momentum
 
 M, STEPS = 0.99, 3
 

@@ -20,7 +20,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from sslkit.data import ShardDataModule
 from sslkit.distributed import PreemptionCheckpoint
 from sslkit.distributed.zero import ZeROStrategy
-from sslkit.objectives.ema import ema_state_dict
+from sslkit.teacher import ema_state_dict
 
 TINY_VIT = {"img_size": 32, "patch_size": 8, "depth": 2, "embed_dim": 48, "num_heads": 3}
 
@@ -65,7 +65,7 @@ def build(objective: str) -> tuple[L.LightningModule, dict]:
 
         kwargs = {**TINY_VIT, "patch_size": 4, "class_token": False, "global_pool": "avg"}
         model = IJEPA(backbone_kwargs=kwargs, predictor_embed_dim=24, predictor_depth=1, predictor_num_heads=3,
-                      momentum_start=0.9, momentum_end=0.9, **common)
+                      ema_momentum=0.9, ema_momentum_end=0.9, **common)
         return model, {"train_transform": MaskedImageViews(input_size=32),
                        "collate_fn": MultiBlockMaskCollator(input_size=32, patch_size=4, min_keep=4)}
     raise ValueError(objective)

@@ -88,7 +88,7 @@ FAMILIES: dict[str, Family] = {
                   steps=30, margin=4.0),
     # I-JEPA learns more slowly at the start (its targets are the teacher's own moving features).
     "IJEPA": Family(lambda: (IJEPA(backbone=BACKBONE, backbone_kwargs=TINY_VIT, predictor_embed_dim=32,
-                                   predictor_depth=1, predictor_num_heads=4, momentum_start=0.97, momentum_end=0.995,
+                                   predictor_depth=1, predictor_num_heads=4, ema_momentum=0.97, ema_momentum_end=0.995,
                                    **OPTIM),
                              _masked_views(), MultiBlockMaskCollator(input_size=SIZE, patch_size=4, num_targets=4,
                                                                      min_keep=4)), steps=80, margin=2.0),
