@@ -45,13 +45,23 @@ def param_groups(modules: dict[str, nn.Module], weight_decay: float) -> list[dic
     return groups
 
 
+def fusable(groups: Iterable[dict]) -> bool:
+    """True when every parameter suits torch's fused (single-kernel) AdamW: floating, on CPU or CUDA.
+
+    Fused AdamW updates all tensors in one kernel per device and dtype: 3.6x faster than the per-tensor
+    loop on CPU for ViT-Tiny's 5.4 M parameters (docs/benchmarks.md), the same update up to rounding.
+    """
+    params = [p for g in groups for p in g["params"]]
+    return bool(params) and all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params)
+
+
 def build_optimizer(
     name: str, groups: Iterable[dict], lr: float, momentum: float = 0.9, betas: tuple[float, float] = (0.9, 0.95)
 ) -> torch.optim.Optimizer:
     """AdamW, SGD or LARS (lightly's) over prepared parameter groups."""
     groups = list(groups)
     if name == "adamw":
-        return torch.optim.AdamW(groups, lr=lr, betas=betas)
+        return torch.optim.AdamW(groups, lr=lr, betas=betas, fused=fusable(groups))
     if name == "sgd":
         return torch.optim.SGD(groups, lr=lr, momentum=momentum)
     if name == "lars":
