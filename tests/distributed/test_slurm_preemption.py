@@ -57,7 +57,7 @@ def test_preempted_job_requeues_and_resumes_exactly(slurm_cluster, digit_shards:
         [sys.executable, "-m", "sslkit.cli", "slurm", "submit", "-c", str(recipe),
          "-c", str(REPO_ROOT / "recipes" / "_base" / "trainer" / "ddp.yaml"), "--nodes", "1", "--gpus-per-node", "0",
          "--ntasks-per-node", str(RANKS), "--cpus-per-task", "1", "--time", "00:15:00", "--signal-seconds", "60",
-         "--runs", str(tmp_path / "runs"), "--name", "tiny"],
+         "--runs", str(tmp_path / "runs"), "--name", "tiny", "--python", sys.executable],
         env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=60,
     )
     assert submit.returncode == 0, submit.stderr

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
+import sslkit.distributed
 from sslkit.cli import main
-from sslkit.distributed.slurm import render
+from sslkit.distributed.slurm import render, template_path
 
 RECIPES = Path(__file__).resolve().parents[2] / "recipes"
 RECIPE = str(RECIPES / "simclr" / "vit_tiny_cifar10.yaml")
@@ -25,7 +29,8 @@ def test_multi_node_script(capsys: pytest.CaptureFixture[str], tmp_path: Path) -
     for line in ("#SBATCH --nodes=4", "#SBATCH --ntasks-per-node=8", "#SBATCH --gpus-per-node=8",
                  "#SBATCH --signal=USR1@180", "#SBATCH --requeue", "#SBATCH --partition=gpu",
                  "#SBATCH --time=12:00:00", "#SBATCH --constraint=h100",
-                 f'export SSLKIT_RUN_DIR="{tmp_path}/vit_tiny_cifar10/job${{SLURM_JOB_ID}}"',
+                 "#SBATCH --job-name=simclr-vit_tiny_cifar10", f"#SBATCH --chdir={Path.cwd()}",
+                 f'export SSLKIT_RUN_DIR="{tmp_path}/simclr/vit_tiny_cifar10/job${{SLURM_JOB_ID}}"',
                  "--trainer.num_nodes=4 --trainer.devices=8 --trainer.max_epochs=100"):
         assert line in script, line
     assert "srun --kill-on-bad-exit=1" in script and "-m sslkit.cli pretrain -c" in script
@@ -62,3 +67,57 @@ def test_run_dir_keyed_by_job(env: dict[str, str], key: str, monkeypatch: pytest
         monkeypatch.setenv(name, value)
     # A requeued job / restarted worker gets the same folder, so --resume auto finds its last.ckpt.
     assert _run_dir_default(["recipes/byol/vit_tiny_cifar10.yaml"]) == Path("runs/vit_tiny_cifar10") / key
+
+
+def test_portable_settings(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """No path of the submitting machine: the interpreter, set-up, folder, cores and GPU request are settings."""
+    default = _dry_run(capsys, "--gpus-per-node", "8")
+    assert sys.executable not in default and " python3 -m sslkit.cli pretrain" in default
+    assert "#SBATCH --cpus-per-task=5" in default  # the CIFAR-10 layer's 4 workers + the rank itself
+    script = _dry_run(capsys, "--nodes", "2", "--gpus-per-node", "4", "--gres", "gpu:a100", "--cpus-per-task", "12",
+                      "--python", "/opt/env/bin/python", "--setup", "module load cuda/12.4",
+                      "--setup", "source /opt/env/bin/activate", "--chdir", str(tmp_path))
+    header, body = script.split("set -euo pipefail")
+    assert "#SBATCH --gres=gpu:a100:4" in header and "--gpus-per-node" not in header
+    assert "#SBATCH --cpus-per-task=12" in header and f"#SBATCH --chdir={tmp_path}" in header
+    assert body.index("module load cuda/12.4") < body.index("source /opt/env/bin/activate") < body.index("srun")
+    assert "srun --kill-on-bad-exit=1 /opt/env/bin/python -m sslkit.cli" in body
+    assert 'SRUN_CPUS_PER_TASK="${SLURM_CPUS_PER_TASK}"' in body  # srun >= 22.05 would give 1 core per rank
+    assert template_path(1).is_file() and template_path(2).is_file()
+    assert template_path(1).parent == Path(sslkit.distributed.__file__).parent / "sbatch"  # package data
+
+
+def _fake_sbatch(bin_dir: Path, monkeypatch: pytest.MonkeyPatch, body: str) -> None:
+    bin_dir.mkdir()
+    sbatch = bin_dir / "sbatch"
+    sbatch.write_text(f"#!/bin/sh\n{body}\n")
+    sbatch.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+
+
+def test_strategy_layer_is_frozen_with_the_recipe(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    _fake_sbatch(tmp_path / "bin", monkeypatch, 'echo "4242;cluster"')
+    recipe = str(RECIPES / "simclr" / "resnet50_imagenet1k.yaml")
+    assert main(["slurm", "submit", "-c", recipe, "--strategy", "zero2", "--compile", "--nodes", "4",
+                 "--gpus-per-node", "8", "--runs", str(tmp_path / "runs")]) == 0
+    assert "submitted job 4242" in capsys.readouterr().out
+    run = tmp_path / "runs" / "simclr" / "resnet50_imagenet1k"
+    (frozen,) = run.glob("recipe-*.yaml")
+    merged = yaml.safe_load(frozen.read_text())
+    assert merged["trainer"]["strategy"]["init_args"]["stage"] == 2
+    assert merged["model"]["init_args"]["backbone_kwargs"] == {"channels_last": True, "compile": True}
+    assert "#SBATCH --job-name=simclr-resnet50_imagenet1k" in frozen.with_suffix(".sbatch").read_text()
+
+
+def test_failed_sbatch_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    _fake_sbatch(tmp_path / "bin", monkeypatch, 'echo "sbatch: error: invalid partition" >&2; exit 1')
+    runs = tmp_path / "runs"
+    assert main(["slurm", "submit", "-c", RECIPE, "--runs", str(runs), "--partition", "nope"]) == 1
+    assert "invalid partition" in capsys.readouterr().err
+    assert not runs.exists()  # the folders this call made are gone too
+    runs.mkdir()
+    (runs / "keep.txt").write_text("x")
+    assert main(["slurm", "submit", "-c", RECIPE, "--runs", str(runs)]) == 1
+    assert [p.name for p in runs.iterdir()] == ["keep.txt"]  # what was there before stays
