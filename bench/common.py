@@ -38,6 +38,12 @@ def timed(fn: Callable[[], object], device: str | torch.device = "cpu") -> float
     return time.perf_counter() - t0
 
 
+def repeat_times(fn: Callable[[], object], repeats: int, device: str | torch.device = "cpu") -> list[float]:
+    """Seconds of ``repeats`` calls of ``fn`` after one warm-up call (take the min or the median)."""
+    fn()
+    return [timed(fn, device) for _ in range(repeats)]
+
+
 def alternate(fns: dict[str, Callable[[], object]], repeats: int, device: str | torch.device = "cpu",
               warmup: int = 1) -> dict[str, list[float]]:
     """Seconds per call of each ``fn``, calls interleaved round-robin ``repeats`` times after ``warmup``."""

@@ -1,10 +1,12 @@
 """Evaluation benchmarks (CPU, one run): kNN vs the GEMM compute bound and a torch feature bank;
 the LR-grid linear probe vs one extraction pass over the same images.
 
-    PYTHONPATH=. python bench/eval.py [--bank 50000 --queries 10000 --dim 512 --k 200] [--probe-images 4096]
+    python bench/eval.py [--bank 50000 --queries 4000 --dim 512 --k 200] [--probe-images 4096] [--threads 1]
 
-Prints a markdown block for docs/benchmarks.md (section "Evaluation"). Timings are wall-clock
-minima over repeats (medians for the slow end-to-end rows); on a shared machine they move by ~10-20 % between runs.
+Prints the CPU and the BLAS kernels every library runs, then a markdown block for docs/benchmarks.md
+(section "Evaluation"). Every contender and the GEMM bound run at the same thread count: torch's threads,
+FAISS's OpenMP and every BLAS pool threadpoolctl can limit (numpy's OpenBLAS ignores torch's setting).
+Timings are wall-clock minima over repeats (medians for the slow end-to-end rows).
 """
 
 from __future__ import annotations
@@ -12,51 +14,34 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from collections.abc import Callable
 
 import faiss
 import numpy as np
 import torch
+from threadpoolctl import threadpool_info, threadpool_limits
 
+from common import repeat_times  # noqa: I001  (bench/ is on sys.path)
+from sslkit.evaluation.blas import cpu_has_native_bf16, describe_blas
 from sslkit.evaluation.features import Pooling, extract_features
 from sslkit.evaluation.knn import IndexSpec, build_index, knn_classify, l2_normalize
-from sslkit.evaluation.knn import _search_blas as faiss_search
 from sslkit.evaluation.linear_probe import DEFAULT_LRS, DEFAULT_WDS, linear_probe
+from sslkit.evaluation.search import bf16_search, faiss_flat_search, gemm_topk, resolve_engine
 
 
-def timed(fn: Callable[[], object], repeats: int = 3) -> float:
-    """Median wall-clock seconds of ``fn`` over ``repeats`` runs (after one warm-up)."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
-def timed_min(fn: Callable[[], object], repeats: int = 5) -> float:
-    """Fastest of ``repeats`` runs: the least-contended estimate on a shared machine."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
+def best(fn, repeats: int = 5) -> float:
+    return min(repeat_times(fn, repeats))
 
 
 def gemm_peak(dim: int, repeats: int = 7) -> float:
-    """Best measured float32 GEMM FLOP/s: torch (MKL) and numpy (OpenBLAS), FAISS's block shape
-    (4096 queries x 4096 bank) and a wider one, fastest of ``repeats``. Under contention this is
-    still a lower bound on the true peak, so ratios below 1.0x can appear."""
-    best = 0.0
+    """Best measured float32 GEMM FLOP/s at the current thread limits: torch (MKL) and numpy (OpenBLAS),
+    FAISS's block shape (4096 queries x 4096 bank) and a wider one, fastest of ``repeats``."""
+    peak = 0.0
     for cols in (4096, 8192):
         a, b = torch.randn(4096, dim), torch.randn(dim, cols)
         an, bn = a.numpy(), b.numpy()
         for fn in (lambda: a @ b, lambda: an @ bn):
-            best = max(best, 2 * 4096 * cols * dim / timed_min(fn, repeats))
-    return best
+            peak = max(peak, 2 * 4096 * cols * dim / best(fn, repeats))
+    return peak
 
 
 def torch_bank_knn(bank: torch.Tensor, queries: torch.Tensor, k: int, chunk: int = 1024) -> torch.Tensor:
@@ -67,26 +52,32 @@ def torch_bank_knn(bank: torch.Tensor, queries: torch.Tensor, k: int, chunk: int
     return torch.cat(out)
 
 
-def bench_knn(num_bank: int, num_queries: int, dim: int, k: int) -> dict[str, float]:
+def bench_knn(num_bank: int, num_queries: int, dim: int, k: int, bf16: bool) -> dict[str, float]:
     rng = np.random.default_rng(0)
     bank = l2_normalize(rng.normal(size=(num_bank, dim)).astype(np.float32))
     queries = l2_normalize(rng.normal(size=(num_queries, dim)).astype(np.float32))
     labels, query_labels = rng.integers(0, 100, num_bank), rng.integers(0, 100, num_queries)
     flops = 2.0 * num_bank * num_queries * dim
     index = build_index(bank)
-    peak = gemm_peak(dim)
-    search_s = timed_min(lambda: faiss_search(index, queries, k + 1), 5)
-    search20_s = timed_min(lambda: faiss_search(index, queries, 21), 5)
-    peak = max(peak, gemm_peak(dim))  # measured on both sides of the searches
-    sweep_s = timed(lambda: knn_classify(bank, labels, queries, query_labels), repeats=1)
     tb, tq = torch.from_numpy(bank), torch.from_numpy(queries)
-    torch_s = timed_min(lambda: torch_bank_knn(tb, tq, k + 1), 2)
-    matmul_s = timed_min(lambda: torch_bank_knn(tb, tq, 1), 2)  # ~matmul only (top-1 is a max)
-    result = {"flops": flops, "peak": peak, "bound_s": flops / peak, "faiss_s": search_s, "faiss20_s": search20_s,
-              "sweep_s": sweep_s, "torch_s": torch_s, "torch_matmul_s": matmul_s}
+    peak = gemm_peak(dim)
+    result = {
+        "faiss_s": best(lambda: faiss_flat_search(index, queries, k + 1), 3),
+        "torch_heap_s": best(lambda: gemm_topk(tb, tq, k + 1), 3),
+    }
+    peak = max(peak, gemm_peak(dim))  # measured on both sides of the searches
+    result["sweep_fp32_s"] = statistics.median(repeat_times(
+        lambda: knn_classify(bank, labels, queries, query_labels, index=IndexSpec(precision="fp32")), 3))
+    if bf16:
+        result["bf16_s"] = best(lambda: bf16_search(bank, queries, k + 1), 2)
+        result["sweep_bf16_s"] = statistics.median(repeat_times(
+            lambda: knn_classify(bank, labels, queries, query_labels, index=IndexSpec(precision="bf16")), 2))
+    result["torch_s"] = best(lambda: torch_bank_knn(tb, tq, k + 1), 2)
+    result.update(flops=flops, peak=peak, bound_s=flops / peak)
     if num_bank >= 200_000:
         ivf = IndexSpec("ivf", nprobe=16)
-        result["ivf_s"] = timed(lambda: knn_classify(bank, labels, queries, query_labels, ks=(k,), index=ivf), 1)
+        result["ivf_s"] = statistics.median(repeat_times(
+            lambda: knn_classify(bank, labels, queries, query_labels, ks=(k,), index=ivf), 1))
     return result
 
 
@@ -111,33 +102,43 @@ def bench_probe(num_images: int, epochs: int, backbone: str) -> dict[str, float]
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--bank", type=int, default=50_000)
-    parser.add_argument("--queries", type=int, default=10_000)
+    parser.add_argument("--queries", type=int, default=4_000)
     parser.add_argument("--dim", type=int, default=512)
     parser.add_argument("--k", type=int, default=200)
     parser.add_argument("--probe-images", type=int, default=4096)
     parser.add_argument("--probe-epochs", type=int, default=50)
     parser.add_argument("--backbone", default="resnet18")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--bf16", choices=("auto", "on", "off"), default="auto",
+                        help="time the bf16-candidate path (auto: only where bf16 GEMM runs in hardware)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     faiss.omp_set_num_threads(args.threads)
-
-    knn = bench_knn(args.bank, args.queries, args.dim, args.k)
-    probe = bench_probe(args.probe_images, args.probe_epochs, args.backbone)
+    with threadpool_limits(args.threads):
+        pools = {d["internal_api"]: d["num_threads"] for d in threadpool_info()}
+        assert all(n <= args.threads for n in pools.values()), f"thread pools not limited: {pools}"
+        bf16 = args.bf16 == "on" or (args.bf16 == "auto" and cpu_has_native_bf16())
+        knn = bench_knn(args.bank, args.queries, args.dim, args.k, bf16)
+        probe = bench_probe(args.probe_images, args.probe_epochs, args.backbone)
     g = 1e9
+    print(f"machine: {describe_blas()}")
+    print(f"kNN engine chosen here: {resolve_engine('auto')}; thread pools: {pools}\n")
     print(f"kNN: bank {args.bank} x {args.dim}, {args.queries} queries, k={args.k}, {args.threads} threads\n")
     print("| what | seconds | vs compute bound |\n|---|---|---|")
-    print(f"| compute bound: {knn['flops'] / g:.0f} GFLOP / {knn['peak'] / g:.0f} GFLOP/s measured GEMM "
+    print(f"| compute bound: {knn['flops'] / g:.0f} GFLOP / {knn['peak'] / g:.0f} GFLOP/s measured fp32 GEMM "
           f"| {knn['bound_s']:.2f} | 1.00x |")
-    rows = [("FAISS exact search (IndexFlatIP, top-(k+1))", "faiss_s"),
-            ("FAISS exact search, top-21 (k=20 alone)", "faiss20_s"),
-            ("full sweep: search + 8 (k, T) votes (`knn_classify`)", "sweep_s"),
+    rows = [("FAISS exact search (IndexFlatIP, its bundled BLAS), top-(k+1)", "faiss_s"),
+            ("torch GEMM (MKL) + FAISS heaps, top-(k+1)", "torch_heap_s"),
+            ("full sweep, exact fp32 path: search + 8 (k, T) votes (`knn_classify`)", "sweep_fp32_s"),
+            ("bf16 candidates + certified float64 re-rank, top-(k+1)", "bf16_s"),
+            ("full sweep, bf16-candidate path (same results)", "sweep_bf16_s"),
             ("torch feature bank: chunked matmul + topk", "torch_s"),
-            ("torch feature bank: chunked matmul only (top-1)", "torch_matmul_s")]
-    if "ivf_s" in knn:
-        rows.append(("IVF (nprobe 16) search + vote", "ivf_s"))
+            ("IVF (nprobe 16) search + vote", "ivf_s")]
     for name, key in rows:
-        print(f"| {name} | {knn[key]:.2f} | {knn[key] / knn['bound_s']:.2f}x |")
+        if key in knn:
+            print(f"| {name} | {knn[key]:.2f} | {knn[key] / knn['bound_s']:.2f}x |")
+    if not bf16:
+        print("| bf16-candidate path | not timed: this CPU has no native bf16 GEMM (pass --bf16 on) | |")
     print(f"\nLinear probe: {probe['num_heads']} heads ({len(DEFAULT_LRS)} LRs x {len(DEFAULT_WDS)} WDs), "
           f"{args.probe_epochs} epochs, {args.probe_images} images, {args.backbone} features (D={probe['dim']})\n")
     print("| what | seconds | vs extraction |\n|---|---|---|")

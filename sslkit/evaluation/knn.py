@@ -12,6 +12,9 @@ Determinism, so that results equal a brute-force reference exactly rather than "
 - classes are ranked by score, descending, ties by lower class index; a class that received no vote
   (score 0) never counts as a hit, so top-5 with fewer than 5 voting classes is not padded by chance.
 Train and query sets are different sets: nothing is excluded from the bank.
+
+Which GEMM computes the similarities (FAISS's BLAS, torch's, bf16 candidates with an exact re-rank, the
+GPU) is chosen per machine by :mod:`sslkit.evaluation.search`; every choice returns the same neighbours.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from dataclasses import dataclass
 import faiss
 import numpy as np
 import torch
+
+from sslkit.evaluation.search import faiss_flat_search, flat_search
 
 ArrayLike = np.ndarray | torch.Tensor
 
@@ -61,11 +66,18 @@ class IndexSpec:
             of ~1M and more, approximate).
         nlist: IVF cells; default ``4 * sqrt(N)``.
         nprobe: IVF cells visited per query; more is slower and closer to exact.
+        engine: exact search's GEMM: ``faiss``, ``torch`` or ``auto`` (see :mod:`sslkit.evaluation.search`).
+        precision: ``fp32``, ``bf16`` (candidates + exact re-rank: same results) or ``auto`` (bf16 where the
+            hardware multiplies bf16 natively).
+        device: where the exact search's GEMM runs (``cuda`` searches on the GPU).
     """
 
     kind: str = "flat"
     nlist: int | None = None
     nprobe: int = 32
+    engine: str = "auto"
+    precision: str = "auto"
+    device: str = "cpu"
 
 
 def build_index(bank: np.ndarray, spec: IndexSpec = IndexSpec(), seed: int = 0) -> faiss.Index:
@@ -88,23 +100,8 @@ def build_index(bank: np.ndarray, spec: IndexSpec = IndexSpec(), seed: int = 0) 
     return index
 
 
-def _search_blas(index: faiss.Index, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    # FAISS scans query by query (no GEMM) below `distance_compute_blas_threshold` queries; the
-    # GEMM path is the fast one for the many-query evaluation searches made here. Database blocks of
-    # 4096 (default 1024) measured ~5-10 % faster on CPU (bench/eval.py). Restored afterwards.
-    names = ("distance_compute_blas_threshold", "distance_compute_blas_database_bs")
-    old = [getattr(faiss.cvar, n) for n in names]
-    for name, value in zip(names, (20, 4096)):
-        setattr(faiss.cvar, name, value)
-    try:
-        return index.search(queries, k)
-    finally:
-        for name, value in zip(names, old):
-            setattr(faiss.cvar, name, value)
-
-
 def search_neighbours(
-    bank: np.ndarray, queries: np.ndarray, k: int, index: faiss.Index | None = None
+    bank: np.ndarray, queries: np.ndarray, k: int, index: faiss.Index | None = None, spec: IndexSpec = IndexSpec()
 ) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` most similar bank rows per query, deterministically ordered.
 
@@ -112,18 +109,24 @@ def search_neighbours(
         bank: normalised float32 ``(N, D)``.
         queries: normalised float32 ``(Q, D)``.
         k: neighbours per query; clipped to ``N``.
-        index: a prebuilt index over ``bank``; an exact flat index is built when ``None``.
+        index: a prebuilt FAISS index over ``bank``; when ``None``, ``spec`` says how to search (exact flat
+            search on the machine's fastest engine by default).
+        spec: the search when no index is given.
 
     Returns:
         ``(sims, idx)``, both ``(Q, k)``: similarities descending, ties by lower bank index.
     """
     num_bank = bank.shape[0]
     k = min(k, num_bank)
-    index = build_index(bank) if index is None else index
-    exact = isinstance(index, faiss.IndexFlat)
+    flat = index is None and spec.kind == "flat"
+    exact = flat or isinstance(index, faiss.IndexFlat)
     # One extra neighbour tells whether a tie group is cut by the k boundary.
     k_search = min(k + 1, num_bank) if exact else k
-    sims, idx = _search_blas(index, queries, k_search)
+    if flat:
+        sims, idx = flat_search(bank, queries, k_search, spec.engine, spec.precision, spec.device)
+    else:
+        index = build_index(bank, spec) if index is None else index
+        sims, idx = faiss_flat_search(index, queries, k_search)
     if np.any(idx < 0):  # IVF with too few probed cells: fewer than k candidates.
         sims = np.where(idx < 0, -np.inf, sims).astype(np.float32)
     order = np.lexsort((idx, -sims), axis=-1)
@@ -192,8 +195,7 @@ def knn_predict(
 def _neighbours(
     bank: np.ndarray, bank_labels: np.ndarray, queries: np.ndarray, k: int, spec: IndexSpec
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    index = build_index(bank, spec)
-    sims, idx = search_neighbours(bank, queries, k, index)
+    sims, idx = search_neighbours(bank, queries, k, spec=spec)
     return idx, bank_labels[np.maximum(idx, 0)], sims
 
 
