@@ -6,9 +6,11 @@ import torch
 from lightly.loss import BarlowTwinsLoss
 from lightly.utils import dist
 
+from sslkit.losses.precision import fp32
 from sslkit.losses.shapes import check_pair
 
 
+@fp32
 def barlow_twins_loss(z_a: torch.Tensor, z_b: torch.Tensor, lambda_param: float = 5e-3,
                       gather_distributed: bool = True) -> torch.Tensor:
     """lightly's ``BarlowTwinsLoss`` on projections gathered (with gradients) from every rank.

@@ -5,9 +5,11 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from sslkit.losses.precision import fp32
 from sslkit.losses.shapes import check_pair
 
 
+@fp32
 def byol_loss(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
     """Mean squared error between l2-normalised prediction and target, ``2 - 2 cos(p, z)``.
 

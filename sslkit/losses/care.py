@@ -20,7 +20,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from sslkit.losses.precision import fp32
 
+
+@fp32
 def orthogonal_equivariance_loss(z_1: Tensor, z_2: Tensor, group_size: int, normalize: bool = True) -> Tensor:
     """CARE's ``L_equi`` on two views whose rows are grouped by shared augmentation.
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from lightly.loss import DINOLoss as LightlyDINOLoss
 
+from sslkit.losses.precision import fp32
+
 
 class DINOLoss(LightlyDINOLoss):
     """lightly's ``DINOLoss`` (cross-entropy to the centred, sharpened teacher; holds the centre)
@@ -25,6 +27,7 @@ class DINOLoss(LightlyDINOLoss):
         super().__init__(output_dim=output_dim, warmup_teacher_temp=teacher_temp, teacher_temp=teacher_temp,
                          warmup_teacher_temp_epochs=1, student_temp=student_temp, center_momentum=center_momentum)
 
+    @fp32
     def forward(self, teacher_out: list[torch.Tensor], student_out: list[torch.Tensor],
                 teacher_temp: float | None = None, epoch: int | None = None) -> torch.Tensor:
         """Mean cross-entropy over (teacher view, other student view) pairs.

@@ -11,7 +11,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from sslkit.losses.precision import fp32
 
+
+@fp32
 def ijepa_targets(teacher_tokens: Tensor, targets: Tensor) -> Tensor:
     """Layer-normed target-encoder tokens at the target blocks.
 
@@ -33,6 +36,7 @@ def ijepa_targets(teacher_tokens: Tensor, targets: Tensor) -> Tensor:
     return h.gather(1, idx).reshape(-1, targets.shape[2], D)
 
 
+@fp32
 def ijepa_loss(p: Tensor, h: Tensor, kind: Literal["smooth_l1", "l2"] = "smooth_l1") -> Tensor:
     """Regression of predicted onto target patch representations, averaged over every element.
 

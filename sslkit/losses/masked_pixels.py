@@ -12,6 +12,8 @@ import torch.nn.functional as F
 from lightly.models.utils import normalize_mean_var, patchify
 from torch import Tensor
 
+from sslkit.losses.precision import fp32
+
 
 def masked_patch_pixels(images: Tensor, targets: Tensor, patch_size: int) -> Tensor:
     """Pixels of the patches at ``targets`` ``(B, M)``: ``(B, M, patch_size**2 * C)``.
@@ -34,6 +36,7 @@ def _check(p: Tensor, t: Tensor, name: str) -> None:
         )
 
 
+@fp32
 def mae_loss(p: Tensor, target_pixels: Tensor, norm_pix: bool = True, eps: float = 1e-6) -> Tensor:
     """MSE between predicted and (per-patch normalised) pixels of the masked patches.
 
@@ -49,6 +52,7 @@ def mae_loss(p: Tensor, target_pixels: Tensor, norm_pix: bool = True, eps: float
     return F.mse_loss(p, t.detach())
 
 
+@fp32
 def simmim_loss(p: Tensor, target_pixels: Tensor) -> Tensor:
     """L1 between predicted and raw pixels of the masked patches, averaged per pixel and channel."""
     _check(p, target_pixels, "simmim_loss")

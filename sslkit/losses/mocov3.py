@@ -11,9 +11,11 @@ import torch
 import torch.nn.functional as F
 from lightly.utils import dist
 
+from sslkit.losses.precision import fp32
 from sslkit.losses.shapes import check_pair
 
 
+@fp32
 def mocov3_loss(
     q: torch.Tensor, k: torch.Tensor, temperature: float = 0.2, gather_distributed: bool = True
 ) -> torch.Tensor:

@@ -6,7 +6,10 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor
 
+from sslkit.losses.precision import fp32
 
+
+@fp32
 def rotation_prediction_loss(logits: Tensor, labels: Tensor) -> Tensor:
     """Mean cross-entropy of ``logits`` ``(N, 4)`` against rotation labels ``(N,)`` in ``{0, 1, 2, 3}``."""
     if logits.ndim != 2 or labels.ndim != 1 or logits.shape[0] != labels.shape[0]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from lightly.loss import TiCoLoss as LightlyTiCoLoss
 
+from sslkit.losses.precision import fp32
+
 
 class TiCoLoss(LightlyTiCoLoss):
     """lightly's ``TiCoLoss`` with its running covariance ``C`` kept as a buffer.
@@ -25,6 +27,7 @@ class TiCoLoss(LightlyTiCoLoss):
         del self.C  # lightly's plain attribute, replaced by a buffer of the same name
         self.register_buffer("C", torch.zeros(dim, dim))
 
+    @fp32
     def forward(self, z_a: torch.Tensor, z_b: torch.Tensor, update_covariance_matrix: bool = True) -> torch.Tensor:
         """Loss of student projections ``z_a`` against teacher projections ``z_b``, both ``(B, D)``."""
         if z_a.ndim != 2 or z_a.shape != z_b.shape or z_a.shape[1] != self.C.shape[0]:
