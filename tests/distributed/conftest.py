@@ -28,7 +28,7 @@ def slurm_cluster(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
 
     Skipped only where the packages cannot be installed (no root or no apt-get).
     """
-    from sslkit.distributed.testing import LocalSlurm, SlurmUnavailable
+    from tests.distributed.local_slurm import LocalSlurm, SlurmUnavailable
 
     cluster = LocalSlurm(tmp_path_factory.mktemp("slurm"))
     try:

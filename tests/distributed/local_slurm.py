@@ -125,7 +125,7 @@ class LocalSlurm:
 
     def _write_conf(self) -> None:
         r = self.root
-        self.conf.write_text(f"""# written by sslkit.distributed.testing.LocalSlurm
+        self.conf.write_text(f"""# written by tests.distributed.local_slurm.LocalSlurm
 ClusterName=sslkit-test
 SlurmctldHost=localhost
 SlurmUser=root
