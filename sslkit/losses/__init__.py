@@ -8,10 +8,10 @@ from sslkit.losses.memory_bank import FeatureQueue, nearest_neighbours
 from sslkit.losses.mocov3 import mocov3_loss
 from sslkit.losses.msn import MSNLoss
 from sslkit.losses.simsiam import simsiam_loss
-from sslkit.losses.swav import SwaVLoss
+from sslkit.losses.swav import SwAVLoss
 from sslkit.losses.tico import TiCoLoss
 
 __all__ = [
-    "DINOLoss", "FeatureQueue", "MSNLoss", "SwaVLoss", "TeacherCentering", "TiCoLoss", "barlow_twins_loss", "byol_loss",
+    "DINOLoss", "FeatureQueue", "MSNLoss", "SwAVLoss", "TeacherCentering", "TiCoLoss", "barlow_twins_loss", "byol_loss",
     "dino_image_loss", "gram_anchoring_loss", "ibot_patch_loss", "mocov3_loss", "nearest_neighbours", "simsiam_loss",
 ]

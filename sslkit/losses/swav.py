@@ -6,7 +6,7 @@ import torch
 from lightly.loss import SwaVLoss as LightlySwaVLoss
 
 
-class SwaVLoss(LightlySwaVLoss):
+class SwAVLoss(LightlySwaVLoss):
     """lightly's ``SwaVLoss`` (swapped prediction of Sinkhorn codes, Eq. 3; the official loop, including
     queue columns that enter Sinkhorn and are dropped after), with the crop lists checked first and
     Sinkhorn over the global batch (``sinkhorn_gather_distributed=True``, as the official code).
@@ -32,11 +32,11 @@ class SwaVLoss(LightlySwaVLoss):
         """
         shapes = [tuple(t.shape) for t in (*high_resolution_outputs, *low_resolution_outputs)]
         if not high_resolution_outputs or any(len(s) != 2 or s != shapes[0] for s in shapes):
-            raise ValueError(f"SwaVLoss: expected one (B, K) shape for every crop, got {shapes}")
+            raise ValueError(f"SwAVLoss: expected one (B, K) shape for every crop, got {shapes}")
         if len(shapes) < 2:
-            raise ValueError("SwaVLoss: needs at least two crops (one to code, one to predict it)")
+            raise ValueError("SwAVLoss: needs at least two crops (one to code, one to predict it)")
         if queue_outputs is not None and (len(queue_outputs) != len(high_resolution_outputs)
                                           or any(q.ndim != 2 or q.shape[1] != shapes[0][1] for q in queue_outputs)):
-            raise ValueError(f"SwaVLoss: expected one (Q, {shapes[0][1]}) queue per global crop, got "
+            raise ValueError(f"SwAVLoss: expected one (Q, {shapes[0][1]}) queue per global crop, got "
                              f"{[tuple(q.shape) for q in queue_outputs]}")
         return super().forward(high_resolution_outputs, low_resolution_outputs, queue_outputs).squeeze(0)

@@ -6,11 +6,15 @@ from sslkit.objectives.byol import BYOL
 from sslkit.objectives.care import CARE
 from sslkit.objectives.dino import DINO
 from sslkit.objectives.ijepa import IJEPA
+from sslkit.objectives.lejepa import LeJEPA
 from sslkit.objectives.loading import load_objective
 from sslkit.objectives.mae import MAE
 from sslkit.objectives.mocov3 import MoCoV3
+from sslkit.objectives.nnclr import NNCLR
 from sslkit.objectives.simclr import SimCLR
 from sslkit.objectives.simmim import SimMIM
+from sslkit.objectives.simsiam import SimSiam
+from sslkit.objectives.swav import SwAV
 from sslkit.objectives.tico import TiCo
 from sslkit.objectives.vicreg import VICReg
 
@@ -20,11 +24,15 @@ __all__ = [
     "CARE",
     "DINO",
     "IJEPA",
+    "LeJEPA",
     "MAE",
     "MoCoV3",
+    "NNCLR",
     "SimCLR",
     "SimMIM",
+    "SimSiam",
     "SSLObjective",
+    "SwAV",
     "TiCo",
     "VICReg",
     "load_objective",

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from sslkit.losses import SwaVLoss
+from sslkit.losses import SwAVLoss
 
 
 def _official_sinkhorn(out: torch.Tensor, epsilon: float = 0.05, iterations: int = 3) -> torch.Tensor:
@@ -51,11 +51,11 @@ def test_matches_official_loop_without_and_with_queue() -> None:
     torch.manual_seed(0)
     high, low = _scores(2), _scores(3)
     output = torch.cat(high + low)
-    ours = SwaVLoss()(high, low)
+    ours = SwAVLoss()(high, low)
     torch.testing.assert_close(ours, _official_swav(output, 6, 5, None))
     queue = torch.stack([torch.cat(_scores(2)) for _ in range(2)])  # (2, 12, K): scores of the queued features
     # lightly appends the queue after the batch, the official code before it: Sinkhorn is permutation-equivariant
-    torch.testing.assert_close(SwaVLoss()(high, low, list(queue)), _official_swav(output, 6, 5, queue))
+    torch.testing.assert_close(SwAVLoss()(high, low, list(queue)), _official_swav(output, 6, 5, queue))
     assert math.isclose(float(ours), 5.4954309, rel_tol=1e-5)  # pinned (seed 0)
 
 
@@ -63,18 +63,18 @@ def test_invariants() -> None:
     torch.manual_seed(0)
     high = [s.requires_grad_() for s in _scores(2)]
     low = [s.requires_grad_() for s in _scores(2)]
-    loss = SwaVLoss()(high, low)
-    torch.testing.assert_close(loss, SwaVLoss()(high[::-1], low[::-1]))  # symmetric in the crop order
+    loss = SwAVLoss()(high, low)
+    torch.testing.assert_close(loss, SwAVLoss()(high[::-1], low[::-1]))  # symmetric in the crop order
     loss.backward()
     assert all(x.grad is not None and x.grad.abs().sum() > 0 for x in high + low)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        assert torch.isfinite(SwaVLoss()([h.detach() for h in high], [x.detach() for x in low]))
+        assert torch.isfinite(SwAVLoss()([h.detach() for h in high], [x.detach() for x in low]))
 
 
 def test_shape_errors_name_the_shapes() -> None:
     with pytest.raises(ValueError, match=r"\(6, 10\).*\(5, 10\)"):
-        SwaVLoss()(_scores(2), [torch.randn(5, 10)])
+        SwAVLoss()(_scores(2), [torch.randn(5, 10)])
     with pytest.raises(ValueError, match="queue per global crop"):
-        SwaVLoss()(_scores(2), [], [torch.randn(4, 10)])
+        SwAVLoss()(_scores(2), [], [torch.randn(4, 10)])
     with pytest.raises(ValueError, match="at least two crops"):
-        SwaVLoss()(_scores(1), [])
+        SwAVLoss()(_scores(1), [])
