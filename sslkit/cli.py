@@ -1,11 +1,19 @@
-"""The ``sslkit`` command: the only place where a whole configuration lives.
+"""sslkit: self-supervised pretraining for vision.
 
-    sslkit quickstart                      embedded default run on scikit-learn's digits
-    sslkit pretrain -c RECIPE [-c MORE] [--trainer.max_epochs=N ...]
-    sslkit data shard ...                  write WebDataset shards
-    sslkit eval {extract,knn,probe,report} ...
-    sslkit slurm submit ...
-    sslkit publish ...
+usage: sslkit [--version] [--debug] COMMAND [ARGS]
+
+commands:
+  quickstart   the embedded default run: SimCLR on scikit-learn's digits, CPU, a few minutes
+  recipes      list the recipes (names for -c) and the objectives they use
+  pretrain     train from a recipe: sslkit pretrain -c simclr/vit_tiny_cifar10 [--trainer.max_epochs=N ...]
+  data         write and check WebDataset shards (sslkit data shard --source cifar10 ...)
+  eval         frozen-feature evaluation: extract, knn, probe, report
+  embed        features (with keys and labels) of shards or an image folder, to .npy or parquet
+  slurm        render and submit an sbatch job for a recipe
+  publish      a run as a folder that plain timm loads, with a model card
+
+`sslkit COMMAND --help` shows each command's options. A mistake in what you typed is reported in one
+line (exit 2); `--debug` (or SSLKIT_DEBUG=1) shows the traceback as well.
 """
 
 from __future__ import annotations
@@ -14,82 +22,145 @@ import argparse
 import importlib
 import os
 import sys
-import tempfile
 import time
+import traceback
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-import yaml
-
-from sslkit.config import load_recipes
+from sslkit.errors import EXIT_USER_ERROR, UserError
 
 # Subcommands implemented by their own package: `sslkit data ...` -> sslkit.data.cli.main(argv).
 _DELEGATES = {
     "data": "sslkit.data.cli",
     "eval": "sslkit.evaluation.cli",
+    "embed": "sslkit.evaluation.embed",
     "slurm": "sslkit.distributed.slurm",
     "publish": "sslkit.publish.cli",
+    "quickstart": "sslkit.quickstart",
 }
+RUN_DIR_FLAG = "--run-dir"
 
 
-def _run_dir_default(recipes: list[str]) -> Path:
-    """``runs/<recipe>/<job id or time>``; fixed once per launch so DDP workers and requeues agree."""
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("sslkit")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+def _run_key() -> str:
+    """``job<id>`` under SLURM (each array task its own), the torchrun id, else the local time."""
+    if os.environ.get("SLURM_ARRAY_JOB_ID"):
+        return f"job{os.environ['SLURM_ARRAY_JOB_ID']}_{os.environ.get('SLURM_ARRAY_TASK_ID', '0')}"
+    if os.environ.get("SLURM_JOB_ID"):
+        return f"job{os.environ['SLURM_JOB_ID']}"
+    if os.environ.get("TORCHELASTIC_RUN_ID"):  # the same on every torchrun worker and restart
+        return f"torchrun-{os.environ['TORCHELASTIC_RUN_ID']}"
+    return time.strftime("%Y%m%d-%H%M%S")
+
+
+def _run_dir_default(recipes: list[str], objective: str = "run") -> Path:
+    """``runs/<objective>/<recipe>/<job id or time>`` (``$SSLKIT_RUN_DIR`` if the user set one)."""
     if os.environ.get("SSLKIT_RUN_DIR"):
         return Path(os.environ["SSLKIT_RUN_DIR"])
     name = Path(recipes[-1]).stem if recipes else "run"
-    if os.environ.get("SLURM_ARRAY_JOB_ID"):  # each array task its own run (and requeue target)
-        key = f"job{os.environ['SLURM_ARRAY_JOB_ID']}_{os.environ.get('SLURM_ARRAY_TASK_ID', '0')}"
-    elif os.environ.get("SLURM_JOB_ID"):
-        key = f"job{os.environ['SLURM_JOB_ID']}"
-    elif os.environ.get("TORCHELASTIC_RUN_ID"):  # the same on every torchrun worker and restart
-        key = f"torchrun-{os.environ['TORCHELASTIC_RUN_ID']}"
-    else:
-        key = time.strftime("%Y%m%d-%H%M%S")
-    run_dir = Path("runs") / name / key
-    os.environ["SSLKIT_RUN_DIR"] = str(run_dir)  # inherited by Lightning's DDP re-launches
-    return run_dir
+    return Path("runs") / objective / name / _run_key()
 
 
-def pretrain(argv: list[str]) -> int:
-    """Validate a layered recipe with LightningCLI, then fit, resuming from the run's last checkpoint."""
-    parser = argparse.ArgumentParser(prog="sslkit pretrain", add_help=False)
-    parser.add_argument("-c", "--config", action="append", default=[], help="recipe YAML (repeatable, later wins)")
-    parser.add_argument("--resume", default="auto", help="'auto' (last.ckpt of the run dir), 'never', or a path")
-    parser.add_argument("-h", "--help", action="store_true")
+def _pretrain_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sslkit pretrain", add_help=False,
+        usage="sslkit pretrain -c RECIPE [-c MORE ...] [options] [--SECTION.KEY=VALUE ...]",
+        description="Train an objective from a recipe. Any recipe key can be overridden with a dotted flag, "
+        "e.g. --trainer.max_epochs=20 --data.init_args.batch_size_per_device=128.",
+        epilog="Lightning's and the recipe's own options (~600 lines): sslkit pretrain -c RECIPE --help-lightning; "
+        "the resolved config: sslkit pretrain -c RECIPE --print_config. Recipes: sslkit recipes.",
+    )
+    parser.add_argument("-c", "--config", action="append", default=[], metavar="RECIPE",
+                        help="recipe file or name (simclr/vit_tiny_cifar10); repeatable, later wins")
+    parser.add_argument("--resume", default="auto", help="'auto': the run folder's last.ckpt if any; 'never'; or a checkpoint path (default: %(default)s)")
+    parser.add_argument(RUN_DIR_FLAG, type=Path, default=None,
+                        help="run folder (default: runs/<objective>/<recipe>/<SLURM job or time>)")
+    parser.add_argument("--help-lightning", action="store_true", help="show Lightning's and the recipe's options")
+    parser.add_argument("-h", "--help", action="store_true", help="show this help")
+    return parser
+
+
+def pretrain(argv: list[str], argv_is_sys: bool = False) -> int:
+    """Merge the recipes, validate them with LightningCLI and fit (resuming the run folder's last checkpoint)."""
+    parser = _pretrain_parser()
     args, rest = parser.parse_known_args(argv)
-    if args.help:
-        print(__doc__)
-        rest = ["--help", *rest]
-    merged = load_recipes(args.config)
-    with tempfile.NamedTemporaryFile("w", suffix=".yaml", prefix="sslkit-recipe-", delete=False) as f:
-        yaml.safe_dump(merged, f, sort_keys=False)
+    if args.help or (not args.config and not args.help_lightning):
+        parser.print_help()
+        return 0 if args.help else EXIT_USER_ERROR
+    from sslkit.config import load_recipes
+    from sslkit.recipes import objective_name, resolve_recipe
+
+    files = [resolve_recipe(name) for name in args.config]
     try:
-        from sslkit.training import run_pretrain
+        merged = load_recipes(files)
+    except (FileNotFoundError, ValueError) as err:
+        raise UserError(str(err)) from err
+    run_dir = args.run_dir or _run_dir_default([str(f) for f in files], objective_name(merged))
+    if argv_is_sys and args.run_dir is None:
+        sys.argv += [RUN_DIR_FLAG, str(run_dir)]  # Lightning's DDP re-launch re-runs sys.argv: same folder
+    if args.help_lightning:
+        rest = ["--help", *rest]
+    elif "--print_config" not in " ".join(rest) and os.environ.get("LOCAL_RANK", "0") == "0":
+        print(f"sslkit pretrain: run folder {run_dir}", file=sys.stderr, flush=True)
+    from sslkit.console import quiet_lightning
+    from sslkit.training import run_pretrain
 
-        return run_pretrain(["--config", f.name, *rest], _run_dir_default(args.config), args.resume)
-    finally:
-        os.unlink(f.name)
+    quiet_lightning()
+    return run_pretrain(rest, run_dir, args.resume, recipe=merged, recipe_files=files, recipe_names=args.config)
 
 
-def quickstart(argv: list[str]) -> int:
-    from sslkit.quickstart import main as quickstart_main
+def recipes(argv: list[str]) -> int:
+    """``sslkit recipes``: the recipes and objectives."""
+    from sslkit.recipes import list_recipes
 
-    return quickstart_main(argv)
+    argparse.ArgumentParser(prog="sslkit recipes", description="List the recipes (names for -c).").parse_args(argv)
+    print(list_recipes())
+    return 0
+
+
+def _take_debug(argv: list[str]) -> tuple[list[str], bool]:
+    debug = os.environ.get("SSLKIT_DEBUG", "") not in ("", "0")
+    if "--debug" in argv:
+        argv = [a for a in argv if a != "--debug"]
+        debug = True
+    return argv, debug
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    commands: dict[str, Any] = {"pretrain": pretrain, "quickstart": quickstart}
+    """Entry point of ``sslkit``; returns the exit code (2 for a user error, shown in one line)."""
+    argv_is_sys = argv is None
+    argv, debug = _take_debug(list(sys.argv[1:] if argv is None else argv))
     if not argv or argv[0] in ("-h", "--help"):
         print(__doc__)
-        return 0 if argv else 2
+        return 0 if argv else EXIT_USER_ERROR
+    if argv[0] in ("-V", "--version"):
+        print(f"sslkit {_version()}")
+        return 0
     command, rest = argv[0], argv[1:]
-    if command in commands:
-        return int(commands[command](rest) or 0)
-    if command in _DELEGATES:
+    commands: dict[str, Callable[[list[str]], int]] = {
+        "pretrain": lambda a: pretrain(a, argv_is_sys), "recipes": recipes,
+    }
+    if command not in commands and command not in _DELEGATES:
+        known = sorted([*commands, *_DELEGATES])
+        print(f"sslkit: unknown command {command!r}; choose from {', '.join(known)} (sslkit --help)", file=sys.stderr)
+        return EXIT_USER_ERROR
+    try:
+        if command in commands:
+            return int(commands[command](rest) or 0)
         return int(importlib.import_module(_DELEGATES[command]).main(rest) or 0)
-    print(f"sslkit: unknown command {command!r}; choose from {sorted([*commands, *_DELEGATES])}", file=sys.stderr)
-    return 2
+    except UserError as err:
+        if debug:
+            traceback.print_exc()
+        print(f"sslkit {command}: {err}", file=sys.stderr)
+        return EXIT_USER_ERROR
 
 
 if __name__ == "__main__":

@@ -3,20 +3,27 @@
 from __future__ import annotations
 
 import logging
+from argparse import ArgumentError
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import yaml
 from lightning.pytorch import LightningDataModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from sslkit.callbacks.data_health import DataHealth
+from sslkit.callbacks.run_record import LogLastStep, RunRecorder
 from sslkit.distributed.checkpoint_io import recover_checkpoint
 from sslkit.distributed.environment import trainer_callbacks, trainer_plugins
 from sslkit.distributed.precision import accept_auto, resolve_config_precision
 from sslkit.distributed.preemption import EXIT_PREEMPTED, Preempted
+from sslkit.errors import UserError
 from sslkit.objectives.base import SSLObjective
+from sslkit.preflight import check_batch, check_sizes, run_record
+from sslkit.recipes import explain_parse_error
 from sslkit.run_logs import ResumableCSVLogger
 
 log = logging.getLogger(__name__)
@@ -28,9 +35,25 @@ class SSLCLI(LightningCLI):
     Every recipe key is validated against the typed constructors: a misspelled key fails with its name.
     """
 
-    def __init__(self, *args: Any, run_dir: Path, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, run_dir: Path, recipe: dict[str, Any] | None = None,
+        recipe_files: Sequence[Path] = (), recipe_names: Sequence[str] = (), **kwargs: Any,
+    ) -> None:
         self.run_dir = Path(run_dir)
+        self.recipe, self.recipe_files = recipe, [Path(p) for p in recipe_files]
+        self.recipe_names = list(recipe_names) or [str(p) for p in self.recipe_files]
         super().__init__(*args, **kwargs)
+
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        """The merged recipe goes in as a YAML string (no temp file); a bad key becomes one-line UserError."""
+        overrides = [str(a) for a in args or []]
+        argv = ["--config", yaml.safe_dump(self.recipe, sort_keys=False)] if self.recipe is not None else []
+        try:
+            self.config = parser.parse_args([*argv, *overrides])
+        except ArgumentError as err:
+            line = explain_parse_error(str(err), self.recipe or {}, self.recipe_files, overrides)
+            where = str(self.recipe_files[-1]) if self.recipe_files else "command line"
+            raise UserError(line or f"{where}: {' '.join(str(err).split())[:400]}") from err
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
@@ -46,6 +69,9 @@ class SSLCLI(LightningCLI):
         self.run_dir = Path(trainer.default_root_dir)
         if self.config.checkpoint.dirpath is None:
             self.config.checkpoint.dirpath = str(self.run_dir / "checkpoints")
+        check_sizes(self.config.model, self.config.data)
+        devices, nodes = trainer.devices, trainer.num_nodes or 1
+        check_batch(self.config.data, (devices if isinstance(devices, int) and devices > 0 else 1) * nodes)
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         if self.config.trainer.logger in (None, True):
@@ -56,7 +82,12 @@ class SSLCLI(LightningCLI):
             ]
         # Atomic checkpoint writes, SLURM without Lightning's in-handler requeue, preemption callback.
         kwargs["plugins"] = trainer_plugins(self.config_init.trainer.get("plugins"))
-        kwargs["callbacks"] = trainer_callbacks(self.config_init.trainer.get("callbacks"))
+        kwargs["callbacks"] = [
+            *trainer_callbacks(self.config_init.trainer.get("callbacks")),
+            RunRecorder(run_record(self.config.model, self.config.data, self.recipe_names, str(self.run_dir)),
+                        self.run_dir),
+            LogLastStep(),
+        ]
         return super().instantiate_trainer(**kwargs)
 
 
@@ -72,8 +103,19 @@ def resolve_resume(resume: str, checkpoint_dir: Path) -> str | None:
     return resume
 
 
-def build_cli(args: list[str], run_dir: Path) -> SSLCLI:
-    """Parse and instantiate model, data and trainer from ``args`` without running anything."""
+def build_cli(
+    args: list[str], run_dir: Path, recipe: dict[str, Any] | None = None, recipe_files: Sequence[Path] = (),
+    recipe_names: Sequence[str] = (),
+) -> SSLCLI:
+    """Parse and instantiate model, data and trainer without running anything.
+
+    Args:
+        args: dotted overrides (``--trainer.max_epochs=2``; ``--config FILE`` also works).
+        run_dir: the run folder (config, checkpoints, logs, ``run.json``).
+        recipe: the merged recipe (``sslkit.config.load_recipes``), given to the parser as a YAML string.
+        recipe_files: the recipe files it came from (named in errors about its keys).
+        recipe_names: what the user called them (recorded in the run record).
+    """
     return SSLCLI(
         SSLObjective,
         LightningDataModule,
@@ -82,17 +124,21 @@ def build_cli(args: list[str], run_dir: Path) -> SSLCLI:
         args=args,
         run=False,
         run_dir=run_dir,
+        recipe=recipe,
+        recipe_files=recipe_files,
+        recipe_names=recipe_names,
+        parser_kwargs={"exit_on_error": False},
         save_config_kwargs={"overwrite": True},
         auto_configure_optimizers=False,
     )
 
 
-def run_pretrain(args: list[str], run_dir: Path, resume: str = "auto") -> int:
+def run_pretrain(args: list[str], run_dir: Path, resume: str = "auto", **cli_kwargs: Any) -> int:
     """Parse ``args`` (``--config merged.yaml`` + dotted overrides) and fit.
 
     Returns 0, or ``EXIT_PREEMPTED`` after a preemption signal was turned into a checkpoint.
     """
-    cli = build_cli(args, run_dir)
+    cli = build_cli(args, run_dir, **cli_kwargs)  # recipe=, recipe_files=, recipe_names=
     ckpt_path = resolve_resume(resume, Path(cli.config.checkpoint.dirpath))
     if ckpt_path:
         log.warning("resuming from %s", ckpt_path)

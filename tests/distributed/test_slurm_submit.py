@@ -66,7 +66,7 @@ def test_run_dir_keyed_by_job(env: dict[str, str], key: str, monkeypatch: pytest
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     # A requeued job / restarted worker gets the same folder, so --resume auto finds its last.ckpt.
-    assert _run_dir_default(["recipes/byol/vit_tiny_cifar10.yaml"]) == Path("runs/vit_tiny_cifar10") / key
+    assert _run_dir_default(["recipes/byol/vit_tiny_cifar10.yaml"], "byol") == Path("runs/byol/vit_tiny_cifar10") / key
 
 
 def test_portable_settings(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
