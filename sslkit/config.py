@@ -73,10 +73,13 @@ def load_yaml(path: Path, max_nodes: int = MAX_YAML_NODES) -> Any:
     """
     loader = yaml.SafeLoader(Path(path).read_text())
     try:
-        node = loader.get_single_node()
+        try:
+            node = loader.get_single_node()
+            size = 0 if node is None else _expanded_size(node, {}, max_nodes)
+        except RecursionError:
+            raise RefusedInput(f"{path}: YAML nested too deeply to be a recipe") from None
         if node is None:
             return None
-        size = _expanded_size(node, {}, max_nodes)
         if size > max_nodes:
             raise RefusedInput(f"{path}: YAML aliases expand to more than {max_nodes:,} nodes; write the values out")
         return loader.construct_document(node)
@@ -88,9 +91,8 @@ def _expanded_size(node: yaml.Node, memo: dict[int, int | None], limit: int) -> 
     """Nodes in ``node`` with every alias expanded (memoised per node; stops counting past ``limit``)."""
     key = id(node)
     if key in memo:
-        if memo[key] is None:
-            raise RefusedInput(f"line {node.start_mark.line + 1}: a YAML alias refers to itself (an infinite recipe)")
-        return memo[key]  # type: ignore[return-value]
+        known = memo[key]
+        return limit + 1 if known is None else known  # None: an alias inside its own anchor, infinite
     memo[key] = None
     size = 1
     children = (c for pair in node.value for c in pair) if isinstance(node, yaml.MappingNode) else (

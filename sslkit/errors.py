@@ -13,3 +13,9 @@ EXIT_USER_ERROR = 2
 
 class UserError(Exception):
     """A mistake in the user's input, reported in one line (what, where, what to do); exit code 2."""
+
+
+class RefusedInput(UserError, ValueError):
+    """A checkpoint, published folder, manifest or recipe that sslkit refuses to read, in one line naming
+    the key and the value. Also a ``ValueError``, so callers that caught the loaders' ``ValueError`` still do.
+    """

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,9 +20,13 @@ import braceexpand
 from webdataset.gopen import gopen
 from webdataset.tariterators import group_by_keys, tar_file_iterator
 
+from sslkit.errors import RefusedInput
+
 logger = logging.getLogger(__name__)
 
 MANIFEST_NAME = "manifest.json"
+_URL_SCHEMES = ("http://", "https://", "s3://", "gs://")
+_URL_SAFE = re.compile(r"[A-Za-z0-9._~/%+=@,-]+")  # no quote, space or shell metacharacter
 
 
 @dataclass(frozen=True)
@@ -89,7 +94,7 @@ def _resolve_one(item: str) -> tuple[list[ShardInfo], tuple[str, ...] | None]:
     if item.endswith(".json"):
         manifest = read_manifest(item)
         base = _parent(item)
-        shards = [ShardInfo(_join(base, s["name"]), int(s["num_samples"])) for s in manifest["shards"]]
+        shards = [ShardInfo(shard_location(base, s.get("name"), item), int(s["num_samples"])) for s in manifest["shards"]]
         return shards, _names(manifest)
     urls = list(braceexpand.braceexpand(item))
     manifest = _sibling_manifest(urls[0])
@@ -104,10 +109,59 @@ def _resolve_one(item: str) -> tuple[list[ShardInfo], tuple[str, ...] | None]:
     return shards, _names(manifest) if manifest else None
 
 
+def shard_location(base: str, name: Any, manifest: str) -> str:
+    """Where to open the shard a manifest names: inside the manifest's folder, nowhere else.
+
+    A name is a relative path below ``base`` (no absolute path, ``..``, ``:`` as in ``pipe:``, nor a
+    symlink leading out of the folder). A manifest read from a URL may also name explicit
+    ``http(s)://``, ``s3://`` or ``gs://`` URLs; remote names are limited to URL-safe characters, as
+    webdataset opens them through a shell pipe (``curl``, ``gsutil``).
+
+    Raises:
+        RefusedInput: naming the manifest and the shard name.
+    """
+    remote = "://" in base
+    location = _remote_location(base, name) if remote else _local_location(base, name)
+    if location is None:
+        kinds = "a relative name inside its folder" + (f" or an explicit {', '.join(_URL_SCHEMES)} URL" if remote else "")
+        raise RefusedInput(f"{manifest}: shard name {name!r} is refused; a manifest may only name {kinds}")
+    return location
+
+
+def _is_relative_name(name: Any) -> bool:
+    return (isinstance(name, str) and bool(name) and not name.startswith(("/", "~"))
+            and not any(c in name for c in ":\\\0") and ".." not in name.split("/"))
+
+
+def _local_location(base: str, name: Any) -> str | None:
+    if not _is_relative_name(name):
+        return None
+    location = os.path.join(base, name)
+    root = os.path.realpath(base).rstrip(os.sep) + os.sep
+    return location if os.path.realpath(location).startswith(root) else None  # symlinks resolved
+
+
+def _remote_location(base: str, name: Any) -> str | None:
+    if isinstance(name, str) and name.startswith(_URL_SCHEMES):
+        return name if _URL_SAFE.fullmatch(name.split("://", 1)[1]) else None
+    return f"{base}/{name}" if _is_relative_name(name) and _URL_SAFE.fullmatch(name) else None
+
+
 def count_samples(url: str) -> int:
-    """Count the samples in one shard by reading its tar headers (no image decoding)."""
-    with gopen(url, "rb") as stream:
-        return sum(1 for _ in tar_samples(stream, url))
+    """Count the samples in one shard by reading its tar headers (no image decoding).
+
+    A shard that cannot be opened or read to its end counts the samples before the failure (0 when
+    it cannot be opened), named once in the log: corrupt data never ends a run.
+    """
+    count = 0
+    try:
+        with gopen(url, "rb") as stream:
+            for _ in tar_samples(stream, url):
+                count += 1
+    except Exception as exc:  # a truncated or unreadable tar without a manifest
+        logger.warning("shard %s is unreadable after %d samples (%s: %s); using those", url, count,
+                       type(exc).__name__, exc)
+    return count
 
 
 def tar_samples(stream: Any, url: str) -> Iterator[dict[str, Any]]:

@@ -43,6 +43,23 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         finally:
             tmp.unlink(missing_ok=True)
 
+    def load_checkpoint(self, path: _PATH, map_location: Any | None = None, weights_only: bool | None = None) -> dict[str, Any]:
+        """Resume reads weights only, always, and refuses a checkpoint naming a class sslkit does not list.
+
+        Lightning passes ``weights_only=None``, which torch resolves from the environment
+        (``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1`` turns unpickling on); here it is ``True`` whatever the
+        caller or the environment says. ``hyper_parameters`` get the same checks as ``load_objective``.
+        """
+        from sslkit.objectives.loading import checked_hyper_parameters, read_checkpoint
+
+        if "://" in str(path):
+            checkpoint = super().load_checkpoint(path, map_location=map_location, weights_only=True)
+        else:
+            checkpoint = read_checkpoint(path)
+        if "sslkit_objective" in checkpoint or "hyper_parameters" in checkpoint:
+            checked_hyper_parameters(checkpoint, str(path))
+        return checkpoint
+
 
 def replace_dir(src: Path, dst: Path) -> None:
     """Move the complete folder ``src`` to ``dst``, replacing a previous ``dst``."""

@@ -47,7 +47,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - torch's message advises weights_only=False: never repeat it
         raise RefusedInput(
-            f"refusing to load {path}: it is not a weights-only checkpoint ({_reason(err)}). sslkit never "
+            f"refusing to load {path}: it is not a weights-only checkpoint ({unreadable_reason(err)}). sslkit never "
             "unpickles arbitrary objects; re-save it with tensors and plain types only."
         ) from None
     if not isinstance(ckpt, dict):
@@ -55,7 +55,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     return ckpt
 
 
-def _reason(err: Exception) -> str:
+def unreadable_reason(err: Exception) -> str:
     """Why ``torch.load`` failed, in a few words and without torch's unsafe advice."""
     found = _GLOBAL.search(str(err))
     if found:

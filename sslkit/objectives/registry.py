@@ -34,7 +34,7 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-from sslkit.errors import UserError
+from sslkit.errors import RefusedInput
 
 OBJECTIVES: tuple[str, ...] = (
     "sslkit.objectives.barlowtwins.BarlowTwins",
@@ -97,13 +97,6 @@ FILLED_BY_HOST: dict[str, tuple[str, ...]] = {
 SPEC_KEYS = ("class_path", "init_args")
 # Keys LightningCLI adds to ``hyper_parameters``; sslkit never calls them (``_class_path`` is checked).
 CLI_KEYS = ("_instantiator", "_class_path")
-
-
-class RefusedInput(UserError, ValueError):
-    """A checkpoint, published folder, manifest or recipe that sslkit refuses to read, in one line.
-
-    A ``ValueError`` too, so callers that caught the loaders' ``ValueError`` keep working.
-    """
 
 
 def _aliases(class_path: str) -> tuple[str, str]:

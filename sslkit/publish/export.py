@@ -21,10 +21,13 @@ import torch
 from torch import nn
 
 from sslkit.backbones.vit import SSLKIT_VIT_KWARGS
+from sslkit.objectives.registry import LOADING_MODEL_ARGS, RefusedInput, check_architecture
 
 # create_backbone switches that change speed or memory layout, never the function or the weights.
-_RUNTIME_KWARGS = (*SSLKIT_VIT_KWARGS, "channels_last", "pretrained", "pretrained_cfg", "pretrained_cfg_overlay")
+# Neither kind is written to config.json; LOADING_MODEL_ARGS are refused when a config.json sets them.
+_RUNTIME_KWARGS = (*SSLKIT_VIT_KWARGS, "channels_last", *LOADING_MODEL_ARGS)
 _CIFAR_STEM = {"resnet18_cifar": "resnet18"}
+_STEMS = (None, "cifar")
 _DEFAULT_ROUNDTRIP_ATOL = 1e-5
 
 
@@ -165,8 +168,25 @@ def hub_config(
     return config
 
 
-def architecture_from_config(config: dict[str, Any]) -> Architecture:
-    """The :class:`Architecture` a published ``config.json`` describes."""
-    model_args = {k: v for k, v in (config.get("model_args") or {}).items() if k != "num_classes"}
+def architecture_from_config(config: dict[str, Any], where: str = "config.json") -> Architecture:
+    """The :class:`Architecture` a published ``config.json`` describes, refused unless it is a plain local build.
+
+    ``architecture`` must be a timm registry name (no ``hf-hub:``/``timm/`` name, path or URL) and
+    ``model_args`` plain architecture arguments: no ``pretrained``, ``pretrained_cfg(_overlay)``,
+    ``checkpoint_path``..., no string that names a file, URL or hub repository
+    (:func:`sslkit.objectives.registry.check_architecture`). Whether timm's constructor takes each
+    argument is checked by :func:`sslkit.publish.loading.build_checked`, before any weight is allocated.
+
+    Raises:
+        RefusedInput: naming the key and value refused.
+    """
+    if not isinstance(config, dict):
+        raise RefusedInput(f"{where} must hold a JSON object, got {type(config).__name__}")
+    model_args = config.get("model_args") or {}
+    check_architecture(config.get("architecture"), model_args, f"{where}: architecture", f"{where}: model_args")
+    model_args = {k: v for k, v in model_args.items() if k != "num_classes"}
     ours = config.get("sslkit") or {}
-    return Architecture(config["architecture"], model_args, ours.get("stem"), ours.get("source_backbone", ""))
+    stem = ours.get("stem") if isinstance(ours, dict) else None
+    if stem not in _STEMS:
+        raise RefusedInput(f"{where}: sslkit.stem = {stem!r} is not one of {list(_STEMS)}")
+    return Architecture(config["architecture"], model_args, stem, str(ours.get("source_backbone", "")))
