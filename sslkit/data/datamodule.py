@@ -10,6 +10,11 @@ so the stream starts at batch ``batches_consumed`` of the saved epoch and the ep
 The train loader is also stateful (``state_dict`` returns the same count), so Lightning stores it in
 its loop state too and does not warn that the loader is not resumable.
 Ranks advance in lockstep, so rank 0's count (the one checkpointed) is every rank's.
+
+The state is elastic (see :mod:`sslkit.data.plan`): resumed under another number of ranks, workers or
+per-device batch, the interrupted epoch finishes its remaining samples on the new allocation, so its
+length changes; the module then tells the trainer the epoch's new length when the epoch starts
+(``fit_loop.max_batches``, which Lightning otherwise computes once at setup).
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from sslkit.data.collate import pil_to_tensor, single_view
-from sslkit.data.stream import ShardLoader, ShardStream
+from sslkit.data.stream import DEFAULT_MIX_SHARDS, ShardLoader, ShardStream
 
 
 class ShardDataModule(pl.LightningDataModule):
@@ -38,7 +43,8 @@ class ShardDataModule(pl.LightningDataModule):
         eval_transform: PIL image -> ``Tensor`` (default: to float tensor in ``[0, 1]``).
         collate_fn: ``list[dict] -> batch`` for training, run in the workers (default: stack views per
             index, labels and keys; masking collators wrap or replace it).
-        shuffle_buffer: samples in each worker's shuffle buffer.
+        shuffle_buffer: samples per permuted window of the epoch's global order.
+        mix_shards: shards interleaved per mixing group (class-sorted shards still give mixed batches).
         seed: base seed of the shard order and shuffle buffers.
         remainder: ``"drop"`` (default: the last ``< world_size * batch`` samples of each shuffled epoch
             are unused) or ``"pad"`` (repeat up to that many); see :mod:`sslkit.data.plan`.
@@ -57,6 +63,7 @@ class ShardDataModule(pl.LightningDataModule):
         eval_transform: Callable | None = None,
         collate_fn: Callable | None = None,
         shuffle_buffer: int = 1000,
+        mix_shards: int = DEFAULT_MIX_SHARDS,
         seed: int = 0,
         remainder: str = "drop",
         pin_memory: bool = True,
@@ -74,6 +81,7 @@ class ShardDataModule(pl.LightningDataModule):
         self.eval_transform = eval_transform or pil_to_tensor
         self.collate_fn = collate_fn
         self.shuffle_buffer = shuffle_buffer
+        self.mix_shards = mix_shards
         self.seed = seed
         self.remainder = remainder
         self.pin_memory = pin_memory
@@ -83,6 +91,7 @@ class ShardDataModule(pl.LightningDataModule):
         self._epoch = 0
         self._batches_consumed = 0
         self._state_to_load: dict[str, Any] | None = None
+        self._restored_state: dict[str, Any] = {}
         self._restored_epoch = 0
 
     def train_dataloader(self) -> DataLoader:
@@ -93,6 +102,7 @@ class ShardDataModule(pl.LightningDataModule):
             collate_fn=self.collate_fn,
             shuffle=True,
             shuffle_buffer=self.shuffle_buffer,
+            mix_shards=self.mix_shards,
             seed=self.seed,
             remainder=self.remainder,
         )
@@ -121,8 +131,9 @@ class ShardDataModule(pl.LightningDataModule):
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         trainer = self.trainer
         if trainer is not None and trainer.training:
-            if trainer.current_epoch != self._epoch:
-                self._epoch, self._batches_consumed = trainer.current_epoch, 0
+            stream = self._train_stream
+            if stream is not None and stream.epoch != self._epoch:  # the first batch of an epoch
+                self._epoch, self._batches_consumed = stream.epoch, stream.first_batch
             self._batches_consumed += 1
         return batch
 
@@ -131,31 +142,33 @@ class ShardDataModule(pl.LightningDataModule):
         return self._train_stream.counters() if self._train_stream is not None else {}
 
     def state_dict(self) -> dict[str, Any]:
-        if self._train_stream is None:
-            return dict(self._state_to_load or {})
-        state = self._train_stream.state_dict()
-        state.update(epoch=self._epoch, batches_consumed=self._batches_consumed)
-        if self._batches_consumed >= len(self._train_stream):
-            state.update(epoch=self._epoch + 1, batches_consumed=0)
-        return state
+        stream = self._train_stream
+        if stream is None or not stream.started:
+            return dict(self._restored_state)  # the loader has not started the restored epoch yet
+        return stream.state_dict(self._batches_consumed if stream.epoch == self._epoch else stream.first_batch)
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         if not state_dict:
             return
-        self._state_to_load = dict(state_dict)
+        self._state_to_load, self._restored_state = dict(state_dict), dict(state_dict)
         self._epoch, self._batches_consumed = int(state_dict["epoch"]), int(state_dict["batches_consumed"])
         self._restored_epoch = self._epoch
         if self._train_stream is not None:
             self._train_stream.load_state_dict(state_dict)
 
     def _trainer_epoch(self) -> int:
+        """The epoch the train loader is about to run; also tells the trainer that epoch's length."""
         trainer = self.trainer
-        if trainer is not None:
-            # The loader may be built (e.g. by `estimated_stepping_batches` in configure_optimizers)
-            # before Lightning restores `current_epoch`; the restored stream state knows the epoch.
-            return max(trainer.current_epoch, self._restored_epoch)
-        assert self._train_stream is not None
-        return self._train_stream._next_epoch
+        if trainer is None:
+            assert self._train_stream is not None
+            return self._train_stream._next_epoch
+        # The loader may be built (e.g. by `estimated_stepping_batches` in configure_optimizers)
+        # before Lightning restores `current_epoch`; the restored stream state knows the epoch.
+        epoch = max(trainer.current_epoch, self._restored_epoch)
+        if self._train_stream is not None and trainer.training:
+            self._train_stream.set_epoch(epoch)
+            trainer.fit_loop.max_batches = len(self._train_stream)  # an elastic resume changes it
+        return epoch
 
 
 def build_eval_loader(

@@ -31,10 +31,11 @@ _URL_SAFE = re.compile(r"[A-Za-z0-9._~/%+=@,-]+")  # no quote, space or shell me
 
 @dataclass(frozen=True)
 class ShardInfo:
-    """One shard: where to open it (path or URL) and how many samples it holds."""
+    """One shard: where to open it (path or URL), how many samples it holds, its manifest sha256 if any."""
 
     url: str
     num_samples: int
+    sha256: str | None = None
 
 
 @dataclass(frozen=True)
@@ -94,18 +95,20 @@ def _resolve_one(item: str) -> tuple[list[ShardInfo], tuple[str, ...] | None]:
     if item.endswith(".json"):
         manifest = read_manifest(item)
         base = _parent(item)
-        shards = [ShardInfo(shard_location(base, s.get("name"), item), int(s["num_samples"])) for s in manifest["shards"]]
+        shards = [ShardInfo(shard_location(base, s.get("name"), item), int(s["num_samples"]), s.get("sha256"))
+                  for s in manifest["shards"]]
         return shards, _names(manifest)
     urls = list(braceexpand.braceexpand(item))
     manifest = _sibling_manifest(urls[0])
     counts = {s["name"]: int(s["num_samples"]) for s in manifest["shards"]} if manifest else {}
+    digests = {s["name"]: s.get("sha256") for s in manifest["shards"]} if manifest else {}
     shards = []
     for url in urls:
         name = url.rsplit("/", 1)[-1]
         if name not in counts:
             logger.warning("shard %s is not in a manifest.json next to it; counting its samples", url)
             counts[name] = count_samples(url)
-        shards.append(ShardInfo(url, counts[name]))
+        shards.append(ShardInfo(url, counts[name], digests.get(name)))
     return shards, _names(manifest) if manifest else None
 
 

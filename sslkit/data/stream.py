@@ -1,33 +1,34 @@
-"""Streaming reader: an IterableDataset over WebDataset shards with exact, resumable epochs.
+"""Streaming reader: an IterableDataset over WebDataset shards with exact, elastic, resumable epochs.
 
 ``ShardStream`` emits whole batches (collated inside the DataLoader worker, so masking collators run
-there too) following the epoch plan of :mod:`sslkit.data.plan`. ``ShardLoader`` is the DataLoader
-that drives it: it tells the workers the epoch and the resume point through a small shared-memory
-tensor (so persistent workers see them too) and counts the batches handed to the consumer.
+there too) following the epoch plan of :mod:`sslkit.data.plan`: the epoch's global order depends on
+the shards, the seed and the epoch only, each worker interleaves samples from the ``mix_shards``
+shards of a mixing group, and a deterministic window permutation replaces a per-worker shuffle
+buffer. ``ShardLoader`` is the DataLoader that drives it: it tells the workers the epoch, the phases
+already run in it and the resume point through small shared-memory tensors (so persistent workers
+see them too) and counts the batches handed to the consumer.
 
-Resume: a rank's batches come from workers in DataLoader round-robin order, batch ``j`` from logical
-worker ``j % W``. Resuming at batch ``k``, physical worker ``p`` plays logical worker ``(p + k) % W``,
-so the round-robin continues at batch ``k``; each worker re-reads (without decoding) and discards
-the raw samples of its batches below ``k``, which keeps its shuffle buffer on the same trajectory.
-The plan depends on the shards, seed, epoch, world size, batch size and number of workers: a
-resumed run must keep these.
+Resume: the state is the epoch and its phases (allocation and steps consumed, see
+:mod:`sslkit.data.plan`). Under the same ranks, workers and per-device batch the last phase simply
+continues: rank batch ``j`` comes from logical worker ``j % W``, so resuming at batch ``k`` physical
+worker ``p`` plays logical worker ``(p + k) % W`` and drops its batches below ``k`` without reading
+them. Under another allocation the epoch's remaining samples are re-split, each seen exactly once.
 
-Corrupt data never ends a run: a shard that fails to open, or ends before its manifest count
-(truncated), is abandoned at the failure and counted in ``data/corrupt_shards``; a sample whose image
-does not decode is dropped and counted in ``data/skipped_samples``. To keep every batch full and
-every rank at the same batch count, the missing places are filled by repeating decodable samples
-(``data/filled_samples``). Counters live in shared memory, one row per worker; read them with
-:meth:`ShardStream.counters` in the main process.
+Corrupt data never ends a run: a shard that fails to open, ends before its manifest count, holds
+more samples than that, or whose sha256 differs from the manifest's (computed while it is streamed)
+is marked corrupt: named once in the log, counted once in ``data/corrupt_shards`` (distinct shards),
+and not read again. A sample whose image does not decode is dropped and counted in
+``data/skipped_samples``. To keep every batch full and every rank at the same batch count, missing
+places are filled by repeating decodable samples (``data/filled_samples``). The counters and the
+corrupt-shard marks are part of :meth:`ShardStream.state_dict`, so they survive a resume.
 """
 
 from __future__ import annotations
 
 import io
 import logging
-import random
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from itertools import islice
 from typing import Any
 
 import numpy as np
@@ -35,18 +36,23 @@ import torch
 import torch.distributed as dist
 from PIL import Image
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
-from webdataset.gopen import gopen
 
 from sslkit.data.collate import collate_samples, pil_to_tensor
-from sslkit.data.manifest import resolve_shards, tar_samples
-from sslkit.data.plan import Piece, WorkerPlan, rank_batches, shard_order, worker_plan
+from sslkit.data.manifest import resolve_shards
+from sslkit.data.plan import (
+    EpochOrder, Phase, check_fits, phase_steps, rank_batches, remaining_positions, worker_plan,
+)
+from sslkit.data.shard_reader import ShardReader
 
 logger = logging.getLogger(__name__)
 
 COUNTER_NAMES = ("skipped_samples", "corrupt_shards", "filled_samples")
 IMAGE_EXTENSIONS = ("png", "jpg", "jpeg", "webp")
+DEFAULT_MIX_SHARDS = 32  # shards interleaved per group: see docs/benchmarks.md, "Class mixing"
 _MAX_WORKERS = 256  # rows of the shared counter table; worker ids wrap beyond it
-_EPOCH, _START, _RANK, _WORLD = range(4)  # slots of the shared control tensor
+_MAX_PHASES = 64  # allocations one epoch may see (one per resume under a changed allocation)
+_EPOCH, _START, _RANK, _WORLD, _PHASES = range(5)  # slots of the shared control tensor
+_EVAL_CHUNK = 4096
 
 Transform = Callable[[Image.Image], Any]
 Collator = Callable[[list[dict[str, Any]]], Any]
@@ -61,9 +67,9 @@ class ShardStream(IterableDataset):
         batch_size: samples per batch (per device).
         transform: PIL image -> ``Tensor`` (emitted as ``"image"``) or ``list[Tensor]`` (``"views"``).
         collate_fn: ``list[dict] -> batch``; runs inside the worker.
-        shuffle: shuffle shard order per epoch and samples through a seeded buffer (training);
-            ``False`` gives a deterministic order (evaluation).
-        shuffle_buffer: samples held by each worker's shuffle buffer.
+        shuffle: shuffle per epoch (training); ``False`` gives manifest order (evaluation).
+        shuffle_buffer: samples per permuted window of the global order (a reader holds one window).
+        mix_shards: shards interleaved per mixing group.
         seed: base seed; epoch ``e`` uses ``(seed, e)``.
         remainder: ``"drop"``, ``"pad"`` or ``"none"`` (see :mod:`sslkit.data.plan`).
         rank: this process's rank; with ``world_size``, overrides ``torch.distributed``.
@@ -79,6 +85,7 @@ class ShardStream(IterableDataset):
         collate_fn: Collator | None = None,
         shuffle: bool = True,
         shuffle_buffer: int = 1000,
+        mix_shards: int = DEFAULT_MIX_SHARDS,
         seed: int = 0,
         remainder: str = "drop",
         rank: int | None = None,
@@ -97,17 +104,23 @@ class ShardStream(IterableDataset):
         self.collate_fn = collate_fn or collate_samples
         self.shuffle = shuffle
         self.shuffle_buffer = shuffle_buffer
+        self.mix_shards = mix_shards
         self.seed = seed
         self.remainder = remainder
         self._rank, self._world_size = rank, world_size
         self.num_workers = 1  # set by ShardLoader; part of the resume state
         self.epoch = 0
-        self.batches_consumed = 0
+        self.batches_consumed = 0  # in the epoch, over all its phases
+        self.first_batch = 0  # where the current epoch started (> 0 when resumed)
+        self._closed: list[Phase] = []  # phases of this epoch before the current one
         self._next_epoch = 0
-        self._resume: tuple[int, int] | None = None
-        self._control = torch.zeros(4, dtype=torch.int64).share_memory_()
+        self._resume: tuple[int, list[Phase]] | None = None
+        self._base_counts = {"skipped_samples": 0, "filled_samples": 0}
+        self._control = torch.zeros(5, dtype=torch.int64).share_memory_()
+        self._phase_table = torch.zeros(_MAX_PHASES, 4, dtype=torch.int64).share_memory_()
         self._counters = torch.zeros(_MAX_WORKERS, len(COUNTER_NAMES), dtype=torch.int64).share_memory_()
-        len(self)  # fail now, not in a worker, when the data is smaller than one global batch
+        self._corrupt = torch.zeros(len(self.shard_set.shards), dtype=torch.uint8).share_memory_()
+        check_fits(self.num_samples, self.rank_and_world_size()[1], batch_size, remainder)
 
     @property
     def class_names(self) -> tuple[str, ...] | None:
@@ -125,117 +138,165 @@ class ShardStream(IterableDataset):
             return dist.get_rank(), dist.get_world_size()
         return 0, 1
 
+    def allocation(self) -> Phase:
+        """This run's allocation as a (not yet consumed) phase."""
+        return Phase(self.rank_and_world_size()[1], self.num_workers, self.batch_size)
+
     def __len__(self) -> int:
-        """Batches this rank gets per epoch (the same on every rank unless ``remainder="none"``)."""
-        rank, world_size = self.rank_and_world_size()
-        _, sizes = rank_batches(
-            self.num_samples, rank=rank, world_size=world_size, batch_size=self.batch_size,
-            remainder=self.remainder,
-        )
-        return len(sizes)
+        """Batches this rank gets in the current (or, with a resume pending, the coming) epoch."""
+        if self.remainder == "none":
+            rank, world_size = self.rank_and_world_size()
+            return len(rank_batches(self.num_samples, rank=rank, world_size=world_size,
+                                    batch_size=self.batch_size, remainder="none")[1])
+        closed = self._layout(self._next_epoch)[0] if self._resume is not None else self._closed
+        remaining = len(remaining_positions(self.num_samples, closed, self.remainder)) if closed else self.num_samples
+        return sum(p.steps for p in closed) + phase_steps(remaining, self.allocation(), self.remainder)
 
     def set_epoch(self, epoch: int) -> None:
         """Epoch of the next iteration (it otherwise advances by one after each complete epoch)."""
         self._next_epoch = epoch
 
+    def _layout(self, epoch: int) -> tuple[list[Phase], int]:
+        """Closed phases and the first step of the current phase, for ``epoch`` (resume applied)."""
+        if not self._resume or self._resume[0] != epoch:
+            return [], 0
+        phases = self._resume[1]
+        if phases and phases[-1].same_allocation(self.allocation()):
+            return phases[:-1], phases[-1].steps
+        return [p for p in phases if p.steps > 0], 0
+
     def start_epoch(self, epoch: int) -> int:
-        """Publish epoch, resume point and rank to the workers; returns the first batch index."""
-        start = self._resume[1] if self._resume and self._resume[0] == epoch else 0
+        """Publish epoch, phases, resume point and rank to the workers; returns the first batch index."""
+        closed, start = self._layout(epoch)
+        if len(closed) > _MAX_PHASES:
+            raise RuntimeError(f"epoch {epoch} was resumed under more than {_MAX_PHASES} allocations")
         self._resume = None
         rank, world_size = self.rank_and_world_size()
-        self._control.copy_(torch.tensor([epoch, start, rank, world_size]))
-        self.epoch, self.batches_consumed = epoch, start
-        return start
+        self._control.copy_(torch.tensor([epoch, start, rank, world_size, len(closed)]))
+        for i, p in enumerate(closed):
+            self._phase_table[i] = torch.tensor([p.world_size, p.num_workers, p.batch_size, p.steps])
+        self.epoch, self._closed = epoch, closed
+        self.batches_consumed = self.first_batch = sum(p.steps for p in closed) + start
+        return self.batches_consumed
 
-    def state_dict(self) -> dict[str, int]:
-        """Where this rank is: epoch and batches consumed in it (ranks advance in lockstep)."""
-        epoch, consumed = self.epoch, self.batches_consumed
+    @property
+    def started(self) -> bool:
+        """Whether an epoch was started (its state is then this stream's, not a restored one)."""
+        return int(self._control[_WORLD]) > 0
+
+    def state_dict(self, batches_consumed: int | None = None) -> dict[str, Any]:
+        """Where this rank is: the epoch, its phases and the counters (ranks advance in lockstep).
+
+        Args:
+            batches_consumed: batches of the epoch actually trained on, if the caller knows better
+                than this stream's count of batches handed out (Lightning prefetches one).
+        """
+        consumed = self.batches_consumed if batches_consumed is None else batches_consumed
+        epoch, phases = self.epoch, [*self._closed, _with_steps(self.allocation(), consumed, self._closed)]
         if consumed >= len(self):
-            epoch, consumed = epoch + 1, 0
+            epoch, phases = epoch + 1, []
+        counters = self.counters()
         return {
             "epoch": epoch,
-            "batches_consumed": consumed,
+            "batches_consumed": 0 if not phases else consumed,
+            "phases": [[p.world_size, p.num_workers, p.batch_size, p.steps] for p in phases],
             "seed": self.seed,
-            "world_size": self.rank_and_world_size()[1],
-            "batch_size": self.batch_size,
-            "num_workers": self.num_workers,
+            "mix_shards": self.mix_shards,
+            "shuffle_buffer": self.shuffle_buffer,
             "num_samples": self.num_samples,
+            "skipped_samples": counters["data/skipped_samples"],
+            "filled_samples": counters["data/filled_samples"],
+            "corrupt": [int(i) for i in self._corrupt.nonzero().flatten().tolist()],
         }
 
-    def load_state_dict(self, state: dict[str, int]) -> None:
-        """Continue at ``state``'s epoch and batch on the next iteration."""
-        expected = self.state_dict()
-        changed = [k for k in ("seed", "world_size", "batch_size", "num_workers", "num_samples")
-                   if k in state and state[k] != expected[k]]
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue at ``state``'s epoch and batch on the next iteration (on any allocation)."""
         self._next_epoch = int(state["epoch"])
+        self._base_counts = {k: int(state.get(k, 0)) for k in self._base_counts}
+        for i in state.get("corrupt", []):
+            if 0 <= int(i) < len(self._corrupt):
+                self._corrupt[int(i)] = 1
+        changed = [k for k in ("seed", "mix_shards", "shuffle_buffer", "num_samples")
+                   if state.get(k, getattr(self, k)) != getattr(self, k)]
+        if "phases" not in state:
+            changed.append("sslkit's epoch plan")
         if changed:
-            logger.warning(
-                "data stream state does not match this run (%s changed); restarting epoch %d from"
-                " its first batch", ", ".join(changed), self._next_epoch,
-            )
+            logger.warning("data stream state does not match this run (%s changed): the epoch's order is"
+                           " different; restarting epoch %d from its first batch", ", ".join(changed),
+                           self._next_epoch)
             return
-        self._resume = (int(state["epoch"]), int(state["batches_consumed"]))
+        phases = [Phase(*map(int, row)) for row in state.get("phases", [])]
+        if phases and not phases[-1].same_allocation(self.allocation()):
+            logger.warning("resuming epoch %d under another allocation (ranks x workers x batch %s -> %s):"
+                           " its %d remaining samples are re-split, each used once", self._next_epoch,
+                           _alloc(phases[-1]), _alloc(self.allocation()),
+                           len(remaining_positions(self.num_samples, phases, self.remainder)))
+        self._resume = (self._next_epoch, phases)
 
     def counters(self) -> dict[str, int]:
-        """Totals over all workers: ``data/skipped_samples``, ``data/corrupt_shards``, ``data/filled_samples``."""
-        totals = self._counters.sum(dim=0).tolist()
-        return {f"data/{name}": int(value) for name, value in zip(COUNTER_NAMES, totals)}
+        """Totals: ``data/skipped_samples``, ``data/corrupt_shards`` (distinct shards), ``data/filled_samples``."""
+        totals = dict(zip(COUNTER_NAMES, self._counters.sum(dim=0).tolist()))
+        totals["corrupt_shards"] = int(self._corrupt.sum())
+        for name, base in self._base_counts.items():
+            totals[name] += base
+        return {f"data/{name}": int(totals[name]) for name in COUNTER_NAMES}
 
     def __iter__(self) -> Iterator[Any]:
-        if int(self._control[_WORLD]) == 0:  # iterated directly, not through ShardLoader
+        if not self.started:  # iterated directly, not through ShardLoader
             self.start_epoch(self._next_epoch)
-        epoch, start, rank, world_size = (int(v) for v in self._control.tolist())
+        epoch, start, rank, world_size, num_closed = (int(v) for v in self._control.tolist())
+        closed = [Phase(*map(int, row)) for row in self._phase_table[:num_closed].tolist()]
         info = get_worker_info()
         worker, num_workers = (info.id, info.num_workers) if info else (0, 1)
         logical = (worker + start) % num_workers
-        counts = [s.num_samples for s in self.shard_set.shards]
-        order = shard_order(len(counts), seed=self.seed, epoch=epoch, shuffle=self.shuffle)
-        plan = worker_plan(
-            counts, order=order, rank=rank, world_size=world_size, worker=logical,
-            num_workers=num_workers, batch_size=self.batch_size, remainder=self.remainder,
-        )
+        order = EpochOrder([s.num_samples for s in self.shard_set.shards], seed=self.seed, epoch=epoch,
+                           shuffle=self.shuffle, mix=self.mix_shards, window=self.shuffle_buffer)
+        remaining = (np.arange(order.num_samples, dtype=np.int64) if self.remainder == "none"
+                     else remaining_positions(order.num_samples, closed, self.remainder))
+        plan = worker_plan(remaining, rank=rank, world_size=world_size, worker=logical,
+                           num_workers=num_workers, batch_size=self.batch_size, remainder=self.remainder)
         skip = sum(1 for j in plan.batch_ids if j < start)
-        seed = int(np.random.SeedSequence([self.seed, epoch, rank, logical]).generate_state(1)[0])
-        yield from self._batches(plan, order, skip, random.Random(seed), worker % _MAX_WORKERS)
+        positions = plan.positions[sum(plan.batch_sizes[:skip]):]
+        yield from self._batches(positions, plan.batch_sizes[skip:], order, worker % _MAX_WORKERS)
 
-    def _batches(
-        self, plan: WorkerPlan, order: list[int], skip: int, rng: random.Random, row: int
-    ) -> Iterator[Any]:
-        raw = self._read(plan.pieces, row)
-        if self.shuffle and self.shuffle_buffer > 1:
-            raw = _buffer_shuffle(raw, self.shuffle_buffer, rng)
+    def _batches(self, positions: np.ndarray, sizes: Sequence[int], order: EpochOrder, row: int) -> Iterator[Any]:
+        raw = self._read(positions, order, row)
         reservoir: deque[dict[str, Any]] = deque(maxlen=self.batch_size)  # raw samples for filling
-        for size in plan.batch_sizes[:skip]:
-            reservoir.extend(islice(raw, size))  # consumed before the resume point: read, not decoded
-        for size in plan.batch_sizes[skip:]:
-            chunk = list(islice(raw, size))
+        for size in sizes:
+            chunk = [r for r in (next(raw) for _ in range(size)) if r is not None]
             reservoir.extend(chunk)
             samples = [s for s in (self._decode(r, row) for r in chunk) if s is not None]
             if len(samples) < size:
                 samples = self._fill(samples, size, reservoir, order, row)
             yield self.collate_fn(samples)
 
-    def _read(self, pieces: Sequence[Piece], row: int | None) -> Iterator[dict[str, Any]]:
-        for piece in pieces:
-            yield from self._read_piece(piece, row)
-
-    def _read_piece(self, piece: Piece, row: int | None) -> Iterator[dict[str, Any]]:
-        """Raw samples ``[start, stop)`` of one shard; a failure ends the piece and is counted."""
-        url = self.shard_set.shards[piece.shard].url
-        got, error = 0, None
+    def _read(self, positions: np.ndarray, order: EpochOrder, row: int | None) -> Iterator[dict[str, Any] | None]:
+        """Raw samples at ``positions`` in that order (``None`` where unreadable), a window at a time."""
+        shards = self.shard_set.shards
+        readers: dict[int, ShardReader] = {}
+        step = order.window if order.window > 1 else _EVAL_CHUNK
+        cuts = np.flatnonzero(np.diff(positions // step)) + 1 if len(positions) else []
         try:
-            with gopen(url, "rb") as stream:
-                for sample in islice(tar_samples(stream, url), piece.start, piece.stop):
-                    got += 1
-                    yield sample
-        except Exception as exc:  # corrupt data must not end the run
-            error = exc
-        if got < piece.stop - piece.start and row is not None:
-            self._count(row, "corrupt_shards")
-            logger.warning(
-                "shard %s is corrupt or truncated (%s): got %d of samples %d..%d, skipping the rest",
-                url, error or "ended early", got, piece.start, piece.stop - 1,
-            )
+            for chunk in np.split(positions, cuts):
+                shard, index, source = order.locate(chunk)
+                got: dict[int, dict[str, Any] | None] = {}
+                for i in np.argsort(source, kind="stable"):
+                    s = int(shard[i])
+                    if s not in readers:
+                        readers[s] = ShardReader(shards[s].url, shards[s].num_samples, shards[s].sha256)
+                    got[int(i)] = None if self._corrupt[s] else readers[s].get(int(index[i]))
+                    self._check(readers[s], s, row)
+                yield from (got[i] for i in range(len(chunk)))
+        finally:
+            for reader in readers.values():
+                reader.close()
+
+    def _check(self, reader: ShardReader, shard: int, row: int | None) -> None:
+        """Mark a shard corrupt the first time one of its readers fails; name it once."""
+        if reader.error is None or row is None or self._corrupt[shard]:
+            return
+        self._corrupt[shard] = 1
+        logger.warning("shard %s is corrupt (%s): marked, not read again", reader.url, reader.error)
 
     def _decode(self, raw: dict[str, Any], row: int | None) -> dict[str, Any] | None:
         key = raw.get("__key__", "?")
@@ -259,7 +320,7 @@ class ShardStream(IterableDataset):
         return {"image": out, "label": label, "key": key}
 
     def _fill(
-        self, samples: list[dict[str, Any]], size: int, reservoir: deque, order: list[int], row: int
+        self, samples: list[dict[str, Any]], size: int, reservoir: deque, order: EpochOrder, row: int
     ) -> list[dict[str, Any]]:
         """Fill missing places of a batch by repeating decodable samples (batch counts must hold)."""
         missing = size - len(samples)
@@ -268,17 +329,29 @@ class ShardStream(IterableDataset):
         logger.warning("filling %d missing samples of a batch with repeats", missing)
         return samples + [pool[i % len(pool)] for i in range(missing)]
 
-    def _fallback_sample(self, reservoir: deque, order: list[int]) -> list[dict[str, Any]]:
+    def _fallback_sample(self, reservoir: deque, order: EpochOrder) -> list[dict[str, Any]]:
         """One decodable sample: from recently read ones, else the first in the dataset."""
-        whole = [Piece(s, 0, self.shard_set.shards[s].num_samples) for s in order]
-        for raw in [*reversed(reservoir), *self._read(whole, row=None)]:
+        for raw in reversed(reservoir):
             sample = self._decode(raw, row=None)
             if sample is not None:
                 return [sample]
-        raise RuntimeError(f"no decodable sample in any of {len(order)} shards")
+        for raw in self._read(np.arange(order.num_samples, dtype=np.int64), order, row=None):
+            sample = None if raw is None else self._decode(raw, row=None)
+            if sample is not None:
+                return [sample]
+        raise RuntimeError(f"no decodable sample in any of {len(self.shard_set.shards)} shards")
 
     def _count(self, row: int, name: str, amount: int = 1) -> None:
         self._counters[row, COUNTER_NAMES.index(name)] += amount
+
+
+def _with_steps(allocation: Phase, consumed: int, closed: Sequence[Phase]) -> Phase:
+    return Phase(allocation.world_size, allocation.num_workers, allocation.batch_size,
+                 consumed - sum(p.steps for p in closed))
+
+
+def _alloc(p: Phase) -> str:
+    return f"{p.world_size}x{p.num_workers}x{p.batch_size}"
 
 
 class ShardLoader(DataLoader):
@@ -347,16 +420,3 @@ class ShardLoader(DataLoader):
 def _identity(batch: Any) -> Any:
     return batch
 
-
-def _buffer_shuffle(samples: Iterator[Any], size: int, rng: random.Random) -> Iterator[Any]:
-    """Seeded shuffle through a buffer of ``size`` items (the WebDataset ``shuffle`` scheme)."""
-    buffer: list[Any] = []
-    for sample in samples:
-        if len(buffer) < size:
-            buffer.append(sample)
-            continue
-        i = rng.randrange(size)
-        yield buffer[i]
-        buffer[i] = sample
-    rng.shuffle(buffer)
-    yield from buffer

@@ -1,4 +1,8 @@
-"""Preemption: on SLURM's warning signal, checkpoint at a step boundary on every rank, requeue, stop.
+"""Preemption and interruption: on a stop signal, checkpoint at a step boundary on every rank, then stop.
+
+SIGUSR1 (SLURM's warning), SIGTERM (``scancel``, ``kill``, a container stop) and SIGINT (Ctrl-C) all
+lead to the same: a checkpoint at the next step boundary, then :class:`Preempted` (exit code
+:data:`EXIT_PREEMPTED`); only SIGUSR1 also requeues the SLURM job. A second Ctrl-C stops at once.
 
 SLURM sends ``--signal=USR1@<s>`` ``s`` seconds before the time limit (and ``scancel --signal=USR1``
 sends it on demand). Lightning's own SLURM handler saves an ``hpc_ckpt_*.ckpt`` *inside the signal
@@ -57,17 +61,20 @@ class PreemptionCheckpoint(Checkpoint):
     callback's ``on_train_batch_end`` (the sample-key log has recorded the step before it is saved).
 
     Args:
-        signum: signal name or number to handle (SLURM sbatch templates send ``USR1``).
-        requeue: run ``scontrol requeue $SLURM_JOB_ID`` (rank 0) when inside a SLURM job.
+        signum: the requeue signal, name or number (SLURM sbatch templates send ``USR1``).
+        requeue: on ``signum``, run ``scontrol requeue $SLURM_JOB_ID`` (rank 0) inside a SLURM job.
+        stop_signals: further signals that checkpoint and stop without requeueing.
         save_last_on_epoch_end: also write ``last.ckpt`` at each epoch end and when training ends.
     """
 
-    def __init__(self, signum: str | int = "SIGUSR1", requeue: bool = True, save_last_on_epoch_end: bool = True) -> None:
-        self.signum = signal.Signals[signum] if isinstance(signum, str) else signal.Signals(signum)
+    def __init__(self, signum: str | int = "SIGUSR1", requeue: bool = True, save_last_on_epoch_end: bool = True,
+                 stop_signals: tuple[str, ...] = ("SIGTERM", "SIGINT")) -> None:
+        self.signum = _signal(signum)
         self.requeue = requeue
         self.save_last_on_epoch_end = save_last_on_epoch_end
-        self.requested = False
-        self._previous: Any = None
+        self.stop_signals = tuple(_signal(s) for s in stop_signals if _signal(s) != self.signum)
+        self.requested: signal.Signals | None = None
+        self._previous: dict[signal.Signals, Any] = {}
         self._saved_step = -1
 
     @property
@@ -77,8 +84,21 @@ class PreemptionCheckpoint(Checkpoint):
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         # Registered before any DataLoader worker is forked, so workers inherit a harmless handler
         # instead of SIGUSR1's default action (terminate) when SLURM signals the whole process tree.
-        if threading.current_thread() is threading.main_thread() and self._previous is None:
-            self._previous = signal.signal(self.signum, self._on_signal)
+        self._install((self.signum,))
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # After Lightning's own SIGTERM handler (registered after setup), which would run a collective
+        # inside the handler and stop mid-step; ours only sets a flag.
+        self._install(self.stop_signals, replace=True)
+
+    def _install(self, signums: tuple[signal.Signals, ...], replace: bool = False) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for signum in signums:
+            if signum not in self._previous:
+                self._previous[signum] = signal.signal(signum, self._on_signal)
+            elif replace:
+                signal.signal(signum, self._on_signal)
 
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         self._restore_handler(trainer)
@@ -87,29 +107,40 @@ class PreemptionCheckpoint(Checkpoint):
         self._restore_handler(trainer)  # Lightning skips teardown hooks when fit raises (Preempted included)
 
     def _restore_handler(self, trainer: pl.Trainer) -> None:
-        if self._previous is not None and threading.current_thread() is threading.main_thread():
-            signal.signal(self.signum, self._previous)
+        if threading.current_thread() is threading.main_thread():
             # Lightning's signal connector recorded our handler as the one to put back at its teardown.
             originals = getattr(getattr(trainer, "_signal_connector", None), "_original_handlers", {})
-            if originals.get(self.signum) == self._on_signal:
-                originals[self.signum] = self._previous
-            self._previous = None
-        self.requested = False
+            for signum, previous in self._previous.items():
+                signal.signal(signum, previous)
+                if originals.get(signum) == self._on_signal:
+                    originals[signum] = previous
+            self._previous = {}
+        self.requested = None
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
-        self.requested = True  # only a flag: the work happens at the step boundary
+        if self.requested == signal.SIGINT and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # a second Ctrl-C: stop now, without a checkpoint
+        self.requested = signal.Signals(signum)  # only a flag: the work happens at the step boundary
+
+    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]) -> None:
+        close_finished_epoch(checkpoint)
+
+    def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]) -> None:
+        close_finished_epoch(checkpoint)  # checkpoints written before the repair existed
 
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
-        if not trainer.strategy.reduce_boolean_decision(self.requested, all=False):
+        if not trainer.strategy.reduce_boolean_decision(self.requested is not None, all=False):
             return
         path = last_checkpoint_path(trainer)
-        log.warning("preemption signal: saving %s at step %d", path, trainer.global_step)
+        name = self.requested.name if self.requested is not None else "a stop signal (on another rank)"
+        log.warning("%s: saving %s at step %d", name, path, trainer.global_step)
         self._save(trainer, path)
         trainer.strategy.barrier("preemption-saved")
         # No collective after this point: the requeue makes SLURM send SIGTERM to every rank.
-        requeued = self.requeue and SLURMEnvironment.detect() and trainer.is_global_zero and requeue_slurm_job()
+        wants_requeue = self.requeue and self.requested == self.signum
+        requeued = wants_requeue and SLURMEnvironment.detect() and trainer.is_global_zero and requeue_slurm_job()
         raise Preempted(path, bool(requeued))
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -135,6 +166,36 @@ class PreemptionCheckpoint(Checkpoint):
                     callback.last_model_path = str(path)
         trainer.save_checkpoint(path)
         self._saved_step = trainer.global_step
+
+
+def _signal(value: str | int) -> signal.Signals:
+    return signal.Signals[value] if isinstance(value, str) else signal.Signals(value)
+
+
+def close_finished_epoch(checkpoint: dict[str, Any]) -> bool:
+    """Record a checkpoint taken in the last step of an epoch as taken at that epoch's end.
+
+    Lightning (2.6) restores such a checkpoint as "restarted mid-epoch on the last batch": it closes
+    the epoch, but then keeps that restart stage for the next epoch, whose start it never counts
+    (``epoch_progress`` stays at ready = completed). A checkpoint taken later in that epoch then reads
+    as one taken after it, and resuming from it replays the whole epoch while the data stream stands
+    at the next one (issue #12, finding 1). Written as an epoch-end checkpoint (``processed`` = the
+    epoch), the state is restored as "resumed on epoch end" and the next epoch starts normally.
+    Returns whether the checkpoint was changed.
+    """
+    loop = checkpoint.get("loops", {}).get("fit_loop", {})
+    epochs, batches = loop.get("epoch_progress"), loop.get("epoch_loop.batch_progress")
+    if not epochs or not batches or not batches.get("is_last_batch"):
+        return False
+    e, b = epochs["total"], batches["total"]
+    inside_step = b["completed"] == b["ready"] - 1 and b["processed"] == b["ready"]
+    mid_epoch = e["ready"] == e["started"] == e["processed"] + 1 and e["completed"] == e["processed"]
+    if not (inside_step and mid_epoch):
+        return False
+    for part in ("total", "current"):
+        epochs[part]["processed"] = epochs[part]["started"]
+        batches[part]["completed"] = batches[part]["ready"]
+    return True
 
 
 def last_checkpoint_path(trainer: pl.Trainer) -> Path:

@@ -13,6 +13,7 @@ from torch import nn
 
 from sslkit.callbacks.sample_log import SampleKeyLog, read_key_log
 from sslkit.data.datamodule import ShardDataModule
+from sslkit.distributed.preemption import PreemptionCheckpoint
 from tests.data.helpers import MakeShards
 
 
@@ -45,7 +46,8 @@ class CrashAtStep(pl.Callback):
 def _trainer(tmp_path: Path, *callbacks: pl.Callback) -> pl.Trainer:
     return pl.Trainer(
         max_epochs=2, accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
-        enable_model_summary=False, callbacks=[SampleKeyLog(tmp_path / "keys"), *callbacks],
+        enable_model_summary=False, default_root_dir=tmp_path,
+        callbacks=[SampleKeyLog(tmp_path / "keys"), PreemptionCheckpoint(save_last_on_epoch_end=False), *callbacks],
     )
 
 
@@ -110,9 +112,38 @@ def test_state_loaded_before_loader_exists(make_shards: MakeShards, caplog: pyte
     reference = [b["key"] for b in _datamodule(shards).train_dataloader()]
     source = _datamodule(shards)
     source.train_dataloader()
-    state = {**source.state_dict(), "epoch": 0, "batches_consumed": 4}  # as Lightning restores it
+    state = source._train_stream.state_dict(batches_consumed=4)  # as Lightning restores it
     dm = _datamodule(shards)
     dm.load_state_dict(state)
     with caplog.at_level("WARNING"):
         resumed = [b["key"] for b in dm.train_dataloader()]
     assert resumed == reference[4:] and "does not match" not in caplog.text
+
+
+def test_second_resume_from_end_of_epoch_checkpoint_no_replay(make_shards: MakeShards, tmp_path: Path) -> None:
+    # Finding 1 of issue #12: checkpoints every 5 steps, 15 steps per epoch, so the checkpoints at steps
+    # 15 and 30 are taken at an epoch's last batch. Crash at 17 (resume from 15), at 32 (resume from 30).
+    shards = make_shards(60, per_shard=10)
+
+    def fit(*callbacks: pl.Callback, ckpt_path: Path | None = None) -> pl.Trainer:
+        checkpoints = ModelCheckpoint(tmp_path / "ckpt", filename="{step}", every_n_train_steps=5, save_top_k=-1)
+        trainer = pl.Trainer(max_epochs=3, accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
+                             enable_model_summary=False, default_root_dir=tmp_path,
+                             callbacks=[SampleKeyLog(tmp_path / "keys"), PreemptionCheckpoint(save_last_on_epoch_end=False),
+                                        checkpoints, *callbacks])
+        trainer.fit(TinyObjective(), _datamodule(shards), ckpt_path=ckpt_path)
+        return trainer
+
+    with pytest.raises(Crash):
+        fit(CrashAtStep(17))
+    with pytest.raises(Crash):
+        fit(CrashAtStep(32), ckpt_path=tmp_path / "ckpt" / "step=15.ckpt")
+    trainer = fit(ckpt_path=tmp_path / "ckpt" / "step=30.ckpt")
+    assert trainer.global_step == 45
+    by_step = {}
+    for record in read_key_log(tmp_path / "keys" / "keys-rank0.jsonl"):
+        by_step[record["step"]] = record
+    assert sorted(by_step) == list(range(1, 46))
+    for epoch in range(3):
+        keys = Counter(k for r in by_step.values() if r["epoch"] == epoch for k in r["keys"])
+        assert len(keys) == 60 and max(keys.values()) == 1, f"epoch {epoch} not exactly once"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections import Counter
@@ -89,6 +90,9 @@ def _corrupt(shards: Path) -> None:
         for i in range(20, 30):
             png = b"definitely not a png" if i == 25 else _png(i)
             tar.write({"__key__": f"s{i:05d}", "png": png, "cls": str(i % 10).encode()})
+    # the junk sample was written before the manifest: the shard's digest is the manifest's
+    manifest["shards"][2]["sha256"] = hashlib.sha256((shards / manifest["shards"][2]["name"]).read_bytes()).hexdigest()
+    (shards / "manifest.json").write_text(json.dumps(manifest))
 
 
 def _png(i: int) -> bytes:
@@ -160,15 +164,84 @@ def test_resume_skips_without_decoding(make_shards: MakeShards, monkeypatch: pyt
     original = ShardStream._decode
     monkeypatch.setattr(ShardStream, "_decode", lambda self, raw, row: decoded.append(raw) or original(self, raw, row))
     stream = ShardStream(shards, batch_size=4, shuffle_buffer=8)
-    stream.load_state_dict({**stream.state_dict(), "epoch": 0, "batches_consumed": 10})
+    stream.load_state_dict(stream.state_dict(batches_consumed=10))
     batches = list(ShardLoader(stream, num_workers=0))
     assert len(batches) == 15 - 10 and len(decoded) == 5 * 4
 
 
-def test_resume_state_mismatch_restarts_epoch(make_shards: MakeShards, caplog: pytest.LogCaptureFixture) -> None:
+def test_resume_with_another_seed_restarts_epoch(make_shards: MakeShards, caplog: pytest.LogCaptureFixture) -> None:
     shards = make_shards(40, per_shard=10)
     stream = ShardStream(shards, batch_size=4)
     with caplog.at_level(logging.WARNING):
-        stream.load_state_dict({**stream.state_dict(), "batches_consumed": 3, "world_size": 8})
-    assert "world_size" in caplog.text
+        stream.load_state_dict({**stream.state_dict(batches_consumed=3), "seed": 8})
+    assert "seed changed" in caplog.text
     assert sum(1 for _ in ShardLoader(stream)) == 10
+
+
+def _loaders(shards: Path, world_size: int, num_workers: int, batch_size: int = 4) -> list[ShardLoader]:
+    return [ShardLoader(ShardStream(shards, batch_size=batch_size, rank=r, world_size=world_size, shuffle_buffer=16,
+                                    seed=3), num_workers=num_workers) for r in range(world_size)]
+
+
+@pytest.mark.parametrize("before,after", [((2, 2), (1, 3)), ((1, 2), (3, 1))])
+def test_elastic_resume_every_remaining_sample_once(make_shards: MakeShards, before: tuple, after: tuple) -> None:
+    shards = make_shards(100, per_shard=10)
+    first = _loaders(shards, *before)
+    consumed = Counter(k for loader in first for b in islice(loader, 5) for k in b["key"])
+    state = first[0].dataset.state_dict()
+    assert state["phases"] == [[before[0], before[1], 4, 5]]
+    resumed = _loaders(shards, *after)
+    for loader in resumed:
+        loader.dataset.load_state_dict(state)
+    lengths = {len(loader) for loader in resumed}
+    rest = [[k for b in loader for k in b["key"]] for loader in resumed]
+    assert lengths == {5 + len(rest[0]) // 4} and len({len(r) for r in rest}) == 1  # same steps on every rank
+    seen = consumed + Counter(k for keys in rest for k in keys)
+    assert max(seen.values()) == 1 and 100 - len(seen) < after[0] * 4
+    assert resumed[0].dataset.state_dict()["epoch"] == 1  # the interrupted epoch completed
+    following = [[k for b in loader for k in b["key"]] for loader in resumed]  # later epochs: the new world
+    assert len(following[0]) == 100 // (after[0] * 4) * 4
+
+
+def test_counters_and_corrupt_marks_survive_resume(make_shards: MakeShards) -> None:
+    shards = make_shards(40, per_shard=10)
+    _corrupt(shards)
+    stream = ShardStream(shards, batch_size=5, shuffle=True, shuffle_buffer=8)
+    list(ShardLoader(stream, num_workers=2))
+    list(ShardLoader(stream, num_workers=2))  # a second epoch: the marked shard is not counted again
+    assert stream.counters()["data/corrupt_shards"] == 1
+    state = stream.state_dict()
+    resumed = ShardStream(shards, batch_size=5, shuffle=True, shuffle_buffer=8)
+    resumed.load_state_dict(state)
+    assert resumed.counters() == stream.counters()
+    list(ShardLoader(resumed, num_workers=1))
+    assert resumed.counters()["data/corrupt_shards"] == 1
+    assert resumed.counters()["data/skipped_samples"] >= stream.counters()["data/skipped_samples"]
+
+
+def test_truncated_tar_without_manifest_is_skipped(make_shards: MakeShards, caplog: pytest.LogCaptureFixture) -> None:
+    shards = make_shards(30, per_shard=10)
+    (shards / "manifest.json").unlink()
+    path = shards / "train-000001.tar"
+    path.write_bytes(path.read_bytes()[:3000])
+    with caplog.at_level(logging.WARNING):
+        stream = ShardStream(str(shards / "train-{000000..000002}.tar"), batch_size=4, shuffle=False,
+                             remainder="none")
+        keys = [k for b in ShardLoader(stream) for k in b["key"]]
+    assert {f"s{i:05d}" for i in (*range(10), *range(20, 30))} <= set(keys)
+    assert "train-000001.tar" in caplog.text
+
+
+def test_swapped_shard_detected_by_sha256(make_shards: MakeShards, caplog: pytest.LogCaptureFixture) -> None:
+    # Issue #13 item 7: a shard overwritten by a copy of another (same count, valid tar) is caught by
+    # its sha256, computed while it is streamed, counted once and named once.
+    shards = make_shards(40, per_shard=10)
+    (shards / "train-000002.tar").write_bytes((shards / "train-000000.tar").read_bytes())
+    stream = ShardStream(shards, batch_size=4, shuffle_buffer=8)
+    with caplog.at_level(logging.WARNING, logger="sslkit.data.stream"):  # workers log in their processes
+        list(ShardLoader(stream, num_workers=0))
+        list(ShardLoader(stream, num_workers=0))
+    list(ShardLoader(stream, num_workers=2))
+    assert stream.counters()["data/corrupt_shards"] == 1
+    named = [r.message for r in caplog.records if "train-000002.tar" in r.message]
+    assert len(named) == 1 and "sha256" in named[0]
