@@ -21,6 +21,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from torch import nn
 
 from sslkit.data import ShardDataModule, build_eval_loader, open_source, write_shards
+from sslkit.distributed.precision import resolve_precision
 from sslkit.evaluation.features import extract_features
 from sslkit.evaluation.knn import knn_classify, knn_key
 from sslkit.evaluation.results import checkpoint_record
@@ -95,6 +96,7 @@ def pretrain(model: SimCLR, args: argparse.Namespace, shards: dict[str, Path]) -
                          train_transform=digit_views(), shuffle_buffer=512, seed=args.seed, pin_memory=False)
     trainer = L.Trainer(
         accelerator="cpu", devices=1, max_epochs=args.epochs, default_root_dir=args.out,
+        precision=resolve_precision("auto", "cpu")[0],  # as recipes' `precision: auto`
         logger=ResumableCSVLogger(args.out, name="", version=""), log_every_n_steps=5, enable_model_summary=False,
         callbacks=[ModelCheckpoint(dirpath=args.out / "checkpoints", save_last=True, save_top_k=0)],
     )
