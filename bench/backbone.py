@@ -4,8 +4,13 @@ strategy (pack vs pad), and an I-JEPA step with vs without token dropping.
 Everything is measured in the same run (medians over repeats), so the ratios are comparable even on a
 shared machine. Usage::
 
-    python bench/backbone.py                 # CPU, fp32
+    python bench/backbone.py                 # CPU at what precision: auto picks (fp32 without AMX/AVX512-BF16)
+    python bench/backbone.py --precisions fp32 bf16 --skip varlen ijepa   # both, side by side
     python bench/backbone.py --device cuda   # bf16 autocast, flash SDPA, MFU vs 790 TFLOP/s (H200)
+
+Each precision's ViT step is set against the GEMM rate *of that precision* measured interleaved with it
+(fp32 GEMM for the fp32 step, bf16 GEMM for the bf16-autocast step). The optimizer is fused AdamW,
+as sslkit's objectives build it.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 from sslkit.backbones import IJEPAPredictor, create_backbone  # noqa: E402
+from sslkit.distributed.precision import resolve_precision  # noqa: E402
 
 H200_BF16_DENSE_FLOPS = 790e12  # vendor dense bf16 figure the issue asks MFU against
 
@@ -84,9 +90,11 @@ def count_flops(fn: Callable[[], object]) -> int:
     return counter.get_total_flops()
 
 
-def vit_step(name: str, batch_size: int, device: str, amp: bool, repeats: int, peak: float, **kw: object) -> None:
+def vit_step(name: str, batch_size: int, device: str, amp: bool, repeats: int, peak: float,
+             **kw: object) -> tuple[float, float]:
+    """Print one ViT training step's rate vs the GEMM rate; return (median step s, first step s)."""
     model = create_backbone(name, **kw).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device == "cuda")
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
     x = torch.randn(batch_size, 3, 224, 224, device=device)
 
     def fwd_bwd() -> None:
@@ -99,13 +107,16 @@ def vit_step(name: str, batch_size: int, device: str, amp: bool, repeats: int, p
         opt.step()
         opt.zero_grad(set_to_none=True)
 
+    t0 = time.perf_counter()
+    step()  # first call: compiles when kw has compile=True
+    first = time.perf_counter() - t0
     flops = count_flops(fwd_bwd)
     opt.zero_grad(set_to_none=True)
     gemm, gemm_flops = gemm_probe(device, torch.bfloat16 if amp else torch.float32)
     t = interleaved_medians({"step": step, "gemm": gemm}, device, repeats)
     rate, gemm_rate = flops / t["step"], gemm_flops / t["gemm"]
     line = (
-        f"  {name:22s} {str(kw):18s} B={batch_size:3d} {batch_size / t['step']:7.1f} img/s {flops / 1e9:6.1f} GFLOP/step"
+        f"  {name:22s} {'bf16' if amp else 'fp32'} {str(kw):18s} B={batch_size:3d} {batch_size / t['step']:7.1f} img/s {flops / 1e9:6.1f} GFLOP/step"
         f" {rate / 1e9:7.1f} GFLOP/s = {100 * rate / gemm_rate:5.1f}% of interleaved GEMM ({gemm_rate / 1e9:.1f})"
         f", {100 * rate / peak:5.1f}% of best GEMM"
     )
@@ -114,7 +125,10 @@ def vit_step(name: str, batch_size: int, device: str, amp: bool, repeats: int, p
         line += f"; per CPU-second {flops / t['step/cpu'] / 1e9:.1f} GFLOP/s = {100 * cpu_frac:5.1f}% of GEMM"
     if device == "cuda":
         line += f"  MFU {100 * rate / H200_BF16_DENSE_FLOPS:5.1f}% of 790 TFLOP/s"
+    if kw.get("compile"):  # compile time amortised: steps after which compiling has paid for itself
+        line += f"; first step {first:.1f} s (compile included)"
     print(line)
+    return t["step"], first
 
 
 def ijepa_masks(batch_size: int, grid: int, gen: torch.Generator) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
@@ -208,7 +222,7 @@ def _ijepa_step(
     target_encoder = copy.deepcopy(encoder).requires_grad_(False)
     predictor = IJEPAPredictor(grid * grid, encoder.embed_dim, 192, depth=4, num_heads=6, varlen=varlen).to(device)
     params = list(encoder.parameters()) + list(predictor.parameters())
-    opt = torch.optim.AdamW(params, lr=1e-4, fused=device == "cuda")
+    opt = torch.optim.AdamW(params, lr=1e-4, fused=True)
 
     def context_tokens() -> torch.Tensor:
         if mode != "no-drop":
@@ -273,32 +287,50 @@ def _encoder_fwd_bwd(
     return fwd_bwd
 
 
+def vit_section(args: argparse.Namespace, precisions: list[str], peaks: dict[str, float]) -> None:
+    """ViT steps per precision (and compiled blocks with ``--compile``: the compile time amortised)."""
+    specs = [("vit_tiny_patch16_224", 16), ("vit_small_patch16_224", 8)]
+    if args.device == "cuda":
+        specs = [("vit_tiny_patch16_224", 512), ("vit_small_patch16_224", 256), ("vit_base_patch16_224", 256)]
+    for name, bs in specs:
+        for prec in precisions:
+            amp = prec == "bf16"
+            eager, _ = vit_step(name, bs, args.device, amp, args.repeats, peaks[prec])
+            if args.compile:
+                compiled, first = vit_step(name, bs, args.device, amp, args.repeats, peaks[prec], compile=True)
+                gain = eager - compiled
+                print(f"    compiled blocks: {eager / compiled:.2f}x per step; compile pays off after "
+                      + (f"{(first - compiled) / gain:.0f} steps" if gain > 0 else "never"))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--precisions", nargs="+", default=None, choices=["fp32", "bf16"],
+                        help="default: what precision: auto resolves to on this machine")
     parser.add_argument("--compile", action="store_true", help="also time torch.compile'd blocks")
     parser.add_argument("--skip", nargs="*", default=[], choices=["vit", "varlen", "ijepa"])
     args = parser.parse_args()
-    device, amp = args.device, args.device == "cuda"
+    device = args.device
+    resolved, why = resolve_precision("auto", device)
+    precisions = args.precisions or (["bf16"] if resolved == "bf16-mixed" else ["fp32"])
+    amp = precisions[0] == "bf16"  # the varlen / I-JEPA sections run at the first precision
     torch.set_num_threads(args.threads)
     if device == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
-    print(f"# bench/backbone.py  device={device}  {'bf16 autocast' if amp else 'fp32'}  threads={torch.get_num_threads()}"
-          f"  torch {torch.__version__}  {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
-    print("GEMM peak:")
-    peak = gemm_peak(device, torch.bfloat16 if amp else torch.float32, args.repeats)
-    print(f"  measured peak: {peak / 1e9:.1f} GFLOP/s")
+    print(f"# bench/backbone.py  device={device}  precisions={precisions} (auto -> {resolved}: {why})"
+          f"  threads={torch.get_num_threads()}  torch {torch.__version__}"
+          f"  {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+    peaks = {}
+    for prec in precisions:
+        print(f"GEMM peak ({prec}):")
+        peaks[prec] = gemm_peak(device, torch.bfloat16 if prec == "bf16" else torch.float32, args.repeats)
+        print(f"  measured peak: {peaks[prec] / 1e9:.1f} GFLOP/s")
     if "vit" not in args.skip:
-        print("ViT training step (fwd + bwd + AdamW), 224 px:")
-        specs = [("vit_tiny_patch16_224", 16), ("vit_small_patch16_224", 8)]
-        if device == "cuda":
-            specs = [("vit_tiny_patch16_224", 512), ("vit_small_patch16_224", 256), ("vit_base_patch16_224", 256)]
-        for name, bs in specs:
-            vit_step(name, bs, device, amp, args.repeats, peak)
-            if args.compile:
-                vit_step(name, bs, device, amp, args.repeats, peak, compile=True)
+        print("ViT training step (fwd + bwd + fused AdamW), 224 px:")
+        vit_section(args, precisions, peaks)
     bs = 8 if device == "cpu" else 256
     if "varlen" not in args.skip:
         print(f"Variable keep counts, vit_small_patch16_224 encoder fwd+bwd, B={bs}:")

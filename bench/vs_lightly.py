@@ -6,14 +6,24 @@ The lightly side is built from lightly's own modules as its examples do (``examp
 ``IJEPAPredictorTIMM`` and ``IJEPAMaskCollator``), on timm's ViT. The sslkit side is the objective's
 own ``training_step`` (``sslkit.objectives.SimCLR`` / ``BYOL`` / ``IJEPA``) with sslkit's backbone,
 and for I-JEPA sslkit's ``MultiBlockMaskCollator``: each library masks as its users would run it,
-with the same block scales, aspect ratios and number of targets. Both sides: AdamW, same lr, fp32
-on CPU, bf16 autocast on CUDA. Steps alternate sslkit / lightly so machine load hits both alike.
+with the same block scales, aspect ratios and number of targets. Both sides: AdamW, same lr. Steps
+alternate between all contenders so machine load hits them alike.
+
+Each precision side by side (``--precisions``):
+
+- ``default``: sslkit as a recipe runs it (``precision: auto`` resolved for this machine: bf16 autocast
+  where bf16 matmuls are native, else fp32; fused AdamW; ``--compile``: compiled backbone blocks)
+  vs lightly's reference as its examples run it (fp32, ``torch.optim.AdamW`` defaults);
+- ``bf16``: both under the same bf16 autocast (sslkit keeps its fp32 loss islands and fused AdamW).
+
+``bf16`` is skipped where bf16 is emulated (no AMX/AVX-512-BF16 CPU, no bf16 GPU) unless asked for.
 
 Usage::
 
     python bench/vs_lightly.py                       # CPU, ViT-Tiny/4 at 32 px on CIFAR-10, batch 64
     python bench/vs_lightly.py --device cuda --batch-size 256
     python bench/vs_lightly.py --methods ijepa --profile   # torch.profiler table per side
+    python bench/vs_lightly.py --methods simclr byol ijepa --precisions default bf16 --compile
 """
 
 from __future__ import annotations
@@ -30,6 +40,8 @@ from torch import nn
 
 from common import alternate, machine, median, save_json, stub_trainer  # noqa: I001  (bench/ is on sys.path)
 from sslkit.data import ShardLoader, ShardStream
+from sslkit.distributed.precision import resolve_precision
+from sslkit.optim import build_optimizer, param_groups
 from sslkit.transforms import BYOLViews, MaskedImageViews, SimCLRViews
 
 CIFAR = dict(mean=(0.4914, 0.4822, 0.4465), std=(0.2470, 0.2435, 0.2616))
@@ -139,16 +151,18 @@ class LightlyIJEPA(nn.Module):
 
 
 # -- the two sides ---------------------------------------------------------------------------------
-def build(method: str, shards: str, batch_size: int, device: str) -> tuple[nn.Module, nn.Module, dict[str, Any]]:
+def build(method: str, shards: str, batch_size: int, device: str,
+          compile: bool = False) -> tuple[nn.Module, nn.Module, dict[str, Any]]:
     """(sslkit objective, lightly reference, batch on device)."""
     from sslkit.objectives import BYOL, SimCLR
 
+    vit = {**VIT, "compile": True} if compile else VIT
     if method == "simclr":
-        ours = SimCLR(backbone="vit_tiny_patch16_224", backbone_kwargs=VIT, proj_hidden_dim=1024, proj_output_dim=128,
+        ours = SimCLR(backbone="vit_tiny_patch16_224", backbone_kwargs=vit, proj_hidden_dim=1024, proj_output_dim=128,
                       temperature=0.2, gather_distributed=False)
         ref, batch = LightlySimCLR(), real_batch(shards, SimCLRViews(32, min_scale=0.2, cj_strength=0.5, blur_prob=0.0, **CIFAR), batch_size)
     elif method == "byol":
-        ours = BYOL(backbone="vit_tiny_patch16_224", backbone_kwargs=VIT, proj_hidden_dim=4096, proj_output_dim=256,
+        ours = BYOL(backbone="vit_tiny_patch16_224", backbone_kwargs=vit, proj_hidden_dim=4096, proj_output_dim=256,
                     ema_momentum=0.99)
         ref, batch = LightlyBYOL(), real_batch(shards, BYOLViews(32, cj_strength=0.5, blur_probs=(0.0, 0.0), **CIFAR), batch_size)
     elif method in ("ijepa", "ijepa-truncate", "ijepa-same-masks"):
@@ -158,7 +172,7 @@ def build(method: str, shards: str, batch_size: int, device: str) -> tuple[nn.Mo
         from sslkit.objectives import IJEPA
 
         ours = IJEPA(backbone="vit_tiny_patch16_224",
-                     backbone_kwargs={**VIT, "class_token": False, "global_pool": "avg", "sincos_pos_embed": True},
+                     backbone_kwargs={**vit, "class_token": False, "global_pool": "avg", "sincos_pos_embed": True},
                      predictor_embed_dim=96, predictor_depth=6, predictor_num_heads=3)
         ref = LightlyIJEPA()
         masks = dict(target_scale=(0.15, 0.2), target_aspect_ratio=(0.75, 1.5), context_scale=(0.85, 1.0), min_keep=4)
@@ -187,9 +201,13 @@ def build(method: str, shards: str, batch_size: int, device: str) -> tuple[nn.Mo
 
 
 def make_step(model: nn.Module, loss_fn: Callable[[dict[str, Any]], torch.Tensor], device: str,
-              amp: bool, lr: float = LR) -> Callable[[dict[str, Any]], None]:
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.05, fused=device == "cuda")
+              amp: bool, sslkit: bool, lr: float = LR) -> Callable[[dict[str, Any]], None]:
+    """One training step: sslkit's optimizer as its objectives build it (fused AdamW, no decay on norms and
+    biases), lightly's as its examples do (``torch.optim.AdamW`` over all trainable parameters)."""
+    if sslkit:
+        opt = build_optimizer("adamw", param_groups(model.trainable_modules(), 0.05), lr=lr)
+    else:
+        opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=0.05)
 
     def step(batch: dict[str, Any]) -> None:
         with torch.autocast(device, dtype=torch.bfloat16, enabled=amp):
@@ -212,6 +230,41 @@ def profile(name: str, fn: Callable[[], None], rows: int = 12) -> None:
     print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows, max_name_column_width=40))
 
 
+def contenders(method: str, args: argparse.Namespace, default_amp: bool) -> dict[str, Callable[[], None]]:
+    """The alternating contenders of one method: ``sslkit <precision>`` and ``lightly <precision>`` steps.
+
+    A fresh pair of models per precision (an optimizer owns its parameters), all on the first pair's batch.
+    """
+    sides: dict[str, Callable[[], None]] = {}
+    batch = None
+    for prec in args.precisions:
+        if prec == "bf16" and default_amp and "default" in args.precisions:
+            continue  # sslkit's default at bf16 *is* its bf16 row
+        torch.manual_seed(0)
+        ours, ref, fresh = build(method, args.shards, args.batch_size, args.device, args.compile)
+        batch = fresh if batch is None else batch
+        ours.trainer = stub_trainer()
+        ours.train(), ref.train()
+        amp = default_amp if prec == "default" else True
+        step_o = make_step(ours, lambda b, m=ours: m.training_step(b, 0), args.device, amp, sslkit=True)
+        step_l = make_step(ref, ref.step, args.device, prec == "bf16", sslkit=False)
+        sides[f"sslkit {prec}"] = lambda s=step_o: s(batch)
+        sides[f"lightly {'bf16' if prec == 'bf16' else 'fp32'}"] = lambda s=step_l: s(batch)
+    return sides
+
+
+def ratios(rate: dict[str, float], default_amp: bool) -> dict[str, float]:
+    """sslkit default / lightly fp32 (as shipped), sslkit bf16 / lightly bf16 (same autocast)."""
+    out = {}
+    if "sslkit default" in rate:
+        out["default_vs_lightly_fp32"] = rate["sslkit default"] / rate["lightly fp32"]
+    if "lightly bf16" in rate:
+        ours = rate.get("sslkit bf16", rate.get("sslkit default") if default_amp else None)
+        if ours is not None:
+            out["bf16_vs_lightly_bf16"] = ours / rate["lightly bf16"]
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
@@ -219,6 +272,10 @@ def main() -> None:
     p.add_argument("--methods", nargs="+", default=["simclr", "byol", "ijepa", "ijepa-truncate", "ijepa-same-masks"],
                    help="ijepa-truncate: sslkit's collator with context='truncate' (the authors' policy); "
                         "ijepa-same-masks: sslkit's step on lightly's masks (equal token counts)")
+    p.add_argument("--precisions", nargs="+", default=None, choices=["default", "bf16"],
+                   help="default: sslkit's resolved precision: auto vs lightly fp32; bf16: both under bf16 autocast "
+                        "(default: both where bf16 is native, else default only)")
+    p.add_argument("--compile", action="store_true", help="sslkit side with torch.compile'd backbone blocks")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--profile", action="store_true", help="print a torch.profiler table of one step per side")
@@ -228,33 +285,35 @@ def main() -> None:
     torch.manual_seed(0)
     if args.device == "cpu":
         torch.set_num_threads(args.threads)
-    amp = args.device == "cuda"
+    resolved, why = resolve_precision("auto", args.device)
+    default_amp = resolved == "bf16-mixed"
+    if args.precisions is None:
+        args.precisions = ["default", "bf16"] if default_amp else ["default"]
     print(f"machine: {machine()}")
+    print(f"sslkit default: precision auto -> {resolved} ({why}); fused AdamW"
+          f"{'; compiled blocks' if args.compile else ''}")
     print(f"batch {args.batch_size}, {args.repeats} alternating repeats after 1 warm-up, medians; AdamW lr {LR}\n")
-    results = {}
+    results: dict[str, dict[str, float]] = {}
     for method in args.methods:
         print(f"{method}:")
-        ours, ref, batch = build(method, args.shards, args.batch_size, args.device)
-        ours.trainer = stub_trainer()
-        ours.train(), ref.train()
-        sides = {
-            "sslkit": make_step(ours, lambda b: ours.training_step(b, 0), args.device, amp),
-            "lightly": make_step(ref, ref.step, args.device, amp),
-        }
-        times = alternate({k: (lambda s=s: s(batch)) for k, s in sides.items()}, args.repeats, args.device)
+        sides = contenders(method, args, default_amp)
+        times = alternate(sides, args.repeats, args.device)
         rate = {k: args.batch_size / median(v) for k, v in times.items()}
-        results[method] = rate
-        print(f"  sslkit {rate['sslkit']:.1f} img/s, lightly {rate['lightly']:.1f} img/s, "
-              f"ratio {rate['sslkit'] / rate['lightly']:.2f}x  (per-rep s: sslkit "
-              f"{', '.join(f'{t:.2f}' for t in times['sslkit'])}; lightly {', '.join(f'{t:.2f}' for t in times['lightly'])})")
+        results[method] = {**rate, **ratios(rate, default_amp)}
+        for k, v in times.items():
+            print(f"  {k:15s} {rate[k]:7.1f} img/s  (per-rep s: {', '.join(f'{t:.2f}' for t in v)})")
+        print("  " + ", ".join(f"{k} {v:.2f}x" for k, v in ratios(rate, default_amp).items()))
         if args.profile:
-            for k, s in sides.items():
-                profile(f"{method} {k}", lambda s=s: s(batch))
-        del ours, ref, sides
-    print("\n| method | sslkit img/s | lightly img/s | ratio |")
-    print("|---|---:|---:|---:|")
-    for method, rate in results.items():
-        print(f"| {method} | {rate['sslkit']:.1f} | {rate['lightly']:.1f} | {rate['sslkit'] / rate['lightly']:.2f}x |")
+            for k, fn in sides.items():
+                profile(f"{method} {k}", fn)
+        del sides
+    names = sorted({k for r in results.values() for k in r if " " in k})
+    print("\n| method | " + " | ".join(f"{n} img/s" for n in names) + " | default / lightly fp32 | bf16 / lightly bf16 |")
+    print("|---|" + "---:|" * (len(names) + 2))
+    for method, r in results.items():
+        cells = [f"{r[n]:.1f}" if n in r else "" for n in names]
+        cells += [f"{r[k]:.2f}x" if k in r else "" for k in ("default_vs_lightly_fp32", "bf16_vs_lightly_bf16")]
+        print(f"| {method} | " + " | ".join(cells) + " |")
     if args.json:
         save_json(args.json, results)
 
