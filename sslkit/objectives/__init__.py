@@ -5,6 +5,7 @@ from sslkit.objectives.base import SSLObjective
 from sslkit.objectives.byol import BYOL
 from sslkit.objectives.care import CARE
 from sslkit.objectives.dino import DINO
+from sslkit.objectives.dinov2 import DINOv2
 from sslkit.objectives.ijepa import IJEPA
 from sslkit.objectives.lejepa import LeJEPA
 from sslkit.objectives.loading import load_objective
@@ -23,6 +24,7 @@ __all__ = [
     "BYOL",
     "CARE",
     "DINO",
+    "DINOv2",
     "IJEPA",
     "LeJEPA",
     "MAE",

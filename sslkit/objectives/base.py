@@ -71,8 +71,12 @@ class SSLObjective(L.LightningModule):
             return float(self.total_steps())
         return self.total_steps() / max_epochs
 
+    def optimizer_groups(self) -> list[dict[str, Any]]:
+        """Parameter groups for the optimizer (a group may carry its own ``lr``, e.g. layer-wise decay)."""
+        return param_groups(self.trainable_modules(), self.weight_decay)
+
     def configure_optimizers(self) -> dict[str, Any]:
-        groups = param_groups(self.trainable_modules(), self.weight_decay)
+        groups = self.optimizer_groups()
         opt = build_optimizer(self.optimizer_name, groups, lr=self.lr, momentum=self.momentum, betas=self.betas)
         total = self.total_steps()
         warmup = int(round(self.warmup_epochs * self.steps_per_epoch()))

@@ -41,6 +41,7 @@ OBJECTIVES: tuple[str, ...] = (
     "sslkit.objectives.byol.BYOL",
     "sslkit.objectives.care.CARE",
     "sslkit.objectives.dino.DINO",
+    "sslkit.objectives.dinov2.DINOv2",
     "sslkit.objectives.ijepa.IJEPA",
     "sslkit.objectives.lejepa.LeJEPA",
     "sslkit.objectives.mae.MAE",
@@ -71,6 +72,7 @@ SLOTS: dict[str, tuple[str, ...]] = {
     ),
     "collator": (
         "sslkit.masking.multiblock.MultiBlockMaskCollator",
+        "sslkit.masking.block_masks.IBOTMaskCollator",
         "sslkit.masking.random_masks.RandomMaskCollator",
         "sslkit.masking.random_masks.SimMIMMaskCollator",
         "sslkit.transforms.shared_augment.SharedAugmentCollator",

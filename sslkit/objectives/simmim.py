@@ -5,33 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 
 from sslkit.backbones import create_backbone
+from sslkit.backbones.mask_tokens import encode_with_mask_tokens
 from sslkit.losses.masked_pixels import masked_patch_pixels, simmim_loss
 from sslkit.objectives.base import SSLObjective
-
-
-def encode_with_mask_tokens(vit: nn.Module, x: Tensor, mask: Tensor, mask_token: Tensor) -> Tensor:
-    """ViT tokens ``(B, P + N, D)`` with ``mask_token`` in place of the masked patch embeddings.
-
-    The sslkit/timm ViT has no mask-token input, so this runs its stages in its own order (patch
-    embedding, position embedding and prefix tokens, pre-norm, blocks, norm); all ``N`` patch tokens
-    go through the blocks, as SimMIM requires.
-
-    Args:
-        vit: sslkit's ``VisionTransformer`` (fixed image size).
-        x: Images ``(B, C, H, W)``.
-        mask: ``(B, N)`` bool, ``True`` where the patch is masked.
-        mask_token: ``(1, 1, D)``.
-    """
-    if getattr(vit, "dynamic_img_size", False):
-        raise ValueError("SimMIM's mask-token encoder needs a fixed-size ViT (dynamic_img_size=False)")
-    tokens = vit.patch_embed(x)  # (B, N, D)
-    w = mask.unsqueeze(-1).to(tokens.dtype)
-    tokens = tokens * (1.0 - w) + mask_token.to(tokens.dtype) * w
-    tokens = vit.norm_pre(vit._pos_embed(tokens))  # (B, P + N, D)
-    return vit.norm(vit.blocks(tokens))
 
 
 class SimMIM(SSLObjective):
