@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import shlex
+import sys
 from argparse import ArgumentError
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,6 +27,10 @@ from sslkit.errors import UserError
 from sslkit.objectives.base import SSLObjective
 from sslkit.preflight import check_batch, check_sizes, run_record
 from sslkit.recipes import explain_parse_error
+from sslkit.run_dir import (
+    RunLock, fingerprint, is_launching_process, mark_finished, remove_stale_temporaries, resumable_checkpoint,
+    write_fingerprint,
+)
 from sslkit.run_logs import ResumableCSVLogger
 
 log = logging.getLogger(__name__)
@@ -92,12 +99,17 @@ class SSLCLI(LightningCLI):
 
 
 def resolve_resume(resume: str, checkpoint_dir: Path) -> str | None:
-    """``auto``: the run's ``last.ckpt`` when present (a requeued or re-launched job continues)."""
+    """``auto``: the run's ``last.ckpt`` when present (a requeued or re-launched job continues).
+
+    A torn ``last.ckpt`` (not a complete checkpoint) falls back to the newest complete checkpoint
+    beside it, said in one line.
+    """
     if resume == "never":
         return None
     if resume == "auto":
-        last = recover_checkpoint(checkpoint_dir / "last.ckpt")  # a DeepSpeed folder swap cut short
-        return str(last) if last.exists() else None
+        recover_checkpoint(checkpoint_dir / "last.ckpt")  # a DeepSpeed folder swap cut short
+        found = resumable_checkpoint(checkpoint_dir)
+        return str(found) if found else None
     if not Path(resume).exists():
         raise FileNotFoundError(f"--resume {resume}: no such checkpoint")
     return resume
@@ -136,15 +148,38 @@ def build_cli(
 def run_pretrain(args: list[str], run_dir: Path, resume: str = "auto", **cli_kwargs: Any) -> int:
     """Parse ``args`` (``--config merged.yaml`` + dotted overrides) and fit.
 
+    Rank 0 holds the run folder's lock while it trains (a second process fails in one line), removes
+    temp checkpoints a killed writer left, and at a stop signal prints the command that resumes.
+
     Returns 0, or ``EXIT_PREEMPTED`` after a preemption signal was turned into a checkpoint.
     """
     cli = build_cli(args, run_dir, **cli_kwargs)  # recipe=, recipe_files=, recipe_names=
-    ckpt_path = resolve_resume(resume, Path(cli.config.checkpoint.dirpath))
-    if ckpt_path:
-        log.warning("resuming from %s", ckpt_path)
-    try:
-        cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=ckpt_path)
-    except Preempted as stop:
-        log.warning("%s", stop)
-        return EXIT_PREEMPTED
+    checkpoint_dir = Path(cli.config.checkpoint.dirpath)
+    owner = is_launching_process()
+    with RunLock(cli.run_dir) if owner else contextlib.nullcontext():
+        if owner:
+            recover_checkpoint(checkpoint_dir / "last.ckpt")
+            remove_stale_temporaries(checkpoint_dir)
+            write_fingerprint(cli.run_dir, fingerprint(cli_kwargs.get("recipe"), args))
+        ckpt_path = resolve_resume(resume, checkpoint_dir)
+        if ckpt_path:
+            log.warning("resuming from %s", ckpt_path)
+        try:
+            cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=ckpt_path)
+        except Preempted as stop:
+            log.warning("%s", stop)
+            if owner:
+                print(f"sslkit pretrain: stopped; resume with: {resume_command(cli.run_dir)}", file=sys.stderr,
+                      flush=True)
+            return EXIT_PREEMPTED
+        if owner:
+            mark_finished(cli.run_dir)
     return 0
+
+
+def resume_command(run_dir: Path) -> str:
+    """The command line of this process, as ``sslkit ...``, pinned to ``run_dir``."""
+    argv = list(sys.argv[1:])
+    if "--run-dir" not in argv and not any(a.startswith("--run-dir=") for a in argv):
+        argv += ["--run-dir", str(run_dir)]
+    return " ".join(shlex.quote(a) for a in ["sslkit", *argv])

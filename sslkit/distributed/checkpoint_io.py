@@ -10,6 +10,7 @@ replace atomically: they are written to ``<path>.tmp`` and swapped in with two r
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 from pathlib import Path
@@ -19,6 +20,8 @@ import torch
 from lightning.fabric.utilities.types import _PATH
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+log = logging.getLogger(__name__)
+
 TMP_SUFFIX = ".tmp"
 OLD_SUFFIX = ".old"
 
@@ -27,6 +30,11 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     """Lightning's ``TorchCheckpointIO`` with temp-file + ``fsync`` + rename writes for local paths."""
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: _PATH, storage_options: Any | None = None) -> None:
+        bad = non_finite_tensors(checkpoint.get("state_dict", {}))
+        if bad:  # a NaN/inf model must never replace last.ckpt, the one resume reads
+            log.warning("not saving %s at step %s: %d of %d weight tensors are not finite (first: %s)", path,
+                        checkpoint.get("global_step", "?"), len(bad), len(checkpoint["state_dict"]), bad[0])
+            return
         if "://" in str(path):  # remote (fsspec) storage has its own semantics
             super().save_checkpoint(checkpoint, path, storage_options)
             return
@@ -59,6 +67,12 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         if "sslkit_objective" in checkpoint or "hyper_parameters" in checkpoint:
             checked_hyper_parameters(checkpoint, str(path))
         return checkpoint
+
+
+def non_finite_tensors(state_dict: dict[str, Any]) -> list[str]:
+    """Names of floating-point tensors in ``state_dict`` holding a NaN or an infinity."""
+    return [name for name, value in state_dict.items()
+            if isinstance(value, torch.Tensor) and value.is_floating_point() and not bool(torch.isfinite(value).all())]
 
 
 def replace_dir(src: Path, dst: Path) -> None:

@@ -12,7 +12,8 @@ no launcher of its own:
 
 :func:`trainer_plugins` and :func:`trainer_callbacks` add, unless a recipe already set them: atomic
 checkpoint writes, Lightning's SLURM environment *without* its in-handler auto-requeue (sslkit's
-:class:`~sslkit.distributed.preemption.PreemptionCheckpoint` replaces it), and that callback.
+:class:`~sslkit.distributed.preemption.PreemptionCheckpoint` replaces it), that callback, and the
+non-finite-loss policy (:class:`~sslkit.callbacks.nonfinite.NonFiniteLoss`).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from lightning.pytorch.plugins import TorchSyncBatchNorm
 from lightning.pytorch.plugins.io import CheckpointIO
 from torch import nn
 
+from sslkit.callbacks.nonfinite import NonFiniteLoss
 from sslkit.distributed.checkpoint_io import AtomicCheckpointIO
 from sslkit.distributed.preemption import PreemptionCheckpoint
 
@@ -69,8 +71,14 @@ def trainer_plugins(plugins: Any = None) -> list[Any]:
 
 
 def trainer_callbacks(callbacks: Any = None) -> list[Callback]:
-    """``callbacks`` plus a :class:`PreemptionCheckpoint` unless one is there."""
+    """``callbacks`` plus a :class:`PreemptionCheckpoint` and a :class:`NonFiniteLoss`, unless there.
+
+    A recipe sets its own non-finite policy by listing ``sslkit.callbacks.nonfinite.NonFiniteLoss``
+    (``max_consecutive``) in ``trainer.callbacks``.
+    """
     out = _as_list(callbacks)
     if not any(isinstance(c, PreemptionCheckpoint) for c in out):
         out.append(PreemptionCheckpoint())
+    if not any(isinstance(c, NonFiniteLoss) for c in out):
+        out.append(NonFiniteLoss())
     return out

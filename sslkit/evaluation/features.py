@@ -15,6 +15,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from sslkit.errors import UserError
+
 POOL_MODES = ("pooled", "cls", "mean", "cls_mean")
 
 
@@ -122,12 +124,22 @@ def iter_features(
             if done:
                 yield None, labels[:done].numpy(), keys[:done]
             if done < num:
-                feats = pooling(model, x[done:].to(device, non_blocking=True))
-                yield feats.float().cpu().numpy(), labels[done:].numpy(), keys[done:]
+                feats = pooling(model, x[done:].to(device, non_blocking=True)).float().cpu().numpy()
+                _check_finite(feats, keys[done:])
+                yield feats, labels[done:].numpy(), keys[done:]
                 bar.update(num - done)
             seen += num
     finally:
         bar.close()
+
+
+def _check_finite(feats: np.ndarray, keys: list[str]) -> None:
+    """Refuse NaN/inf features in one line: every score computed from them would be meaningless."""
+    bad = ~np.isfinite(feats).all(axis=1)
+    if bad.any():
+        first = keys[int(np.flatnonzero(bad)[0])]
+        raise UserError(f"features of {int(bad.sum())} of {len(keys)} images (first: {first}) are not finite: the"
+                        " model's weights hold NaN/inf (a diverged run?); evaluate an earlier checkpoint")
 
 
 def extract_features(
