@@ -11,6 +11,7 @@ from sslkit.objectives.lejepa import LeJEPA
 from sslkit.objectives.loading import load_objective
 from sslkit.objectives.mae import MAE
 from sslkit.objectives.mocov3 import MoCoV3
+from sslkit.objectives.msn import MSN
 from sslkit.objectives.nnclr import NNCLR
 from sslkit.objectives.simclr import SimCLR
 from sslkit.objectives.simmim import SimMIM
@@ -29,6 +30,7 @@ __all__ = [
     "LeJEPA",
     "MAE",
     "MoCoV3",
+    "MSN",
     "NNCLR",
     "SimCLR",
     "SimMIM",

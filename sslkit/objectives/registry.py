@@ -46,6 +46,7 @@ OBJECTIVES: tuple[str, ...] = (
     "sslkit.objectives.lejepa.LeJEPA",
     "sslkit.objectives.mae.MAE",
     "sslkit.objectives.mocov3.MoCoV3",
+    "sslkit.objectives.msn.MSN",
     "sslkit.objectives.nnclr.NNCLR",
     "sslkit.objectives.simclr.SimCLR",
     "sslkit.objectives.simmim.SimMIM",
