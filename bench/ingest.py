@@ -26,6 +26,8 @@ import argparse
 import io
 import json
 import math
+import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -102,16 +104,34 @@ def speed(work: Path, args: argparse.Namespace) -> dict[str, Any]:
             folder_source(src), fresh("wn"), workers=args.workers, max_samples_per_shard=args.per_shard,
             progress=False),
     }
-    times = alternate(sides, args.repeats)
+    cpu: dict[str, list[float]] = {name: [] for name in sides}
+    times = alternate({name: _cpu_timed(fn, cpu[name]) for name, fn in sides.items()}, args.repeats)
     rates = {name: args.num_images / median(t) for name, t in times.items()}
     shard_bytes = sum(p.stat().st_size for p in (out / "w1").glob("*.tar"))
     manifest = json.loads((out / "w1" / "manifest.json").read_text())
     return {
         "num_images": args.num_images, "mean_kb": source_bytes / args.num_images / 1e3,
         "img_per_s": rates, "seconds": {k: median(v) for k, v in times.items()},
+        "img_per_cpu_s": {k: args.num_images / median(v[1:] or v) for k, v in cpu.items()},  # v[0]: warm-up
         "source_bytes": source_bytes, "shard_bytes": shard_bytes, "bytes_ratio": shard_bytes / source_bytes,
         "passthrough": manifest["num_passthrough"],
     }
+
+
+def _cpu_timed(fn: Any, record: list[float]) -> Any:
+    """``fn``, appending the CPU seconds (user + sys of this process and its children) of each call."""
+
+    def run() -> None:
+        before = _cpu_seconds()
+        fn()
+        record.append(_cpu_seconds() - before)
+
+    return run
+
+
+def _cpu_seconds() -> float:
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 class _Labels:
@@ -161,7 +181,7 @@ def diversity(work: Path, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def report(result: dict[str, Any]) -> None:
-    print(f"\n{machine()}")
+    print(f"\n{machine()}; load average {os.getloadavg()[0]:.1f} at the end")
     if result["speed"] is not None:
         report_speed(result["speed"])
     d = result["diversity"]
@@ -177,9 +197,10 @@ def report_speed(s: dict[str, Any]) -> None:
     """The speed table (img/s) and the size ratio."""
     print(f"{s['num_images']} JPEGs, mean {s['mean_kb']:.0f} KB")
     loop = s["img_per_s"]["TarWriter loop"]
-    print("| writer | img/s | vs TarWriter loop | vs tar |\n|---|---:|---:|---:|")
+    print("| writer | img/s | vs TarWriter loop | vs tar | img per CPU-second |\n|---|---:|---:|---:|---:|")
     for name, rate in s["img_per_s"].items():
-        print(f"| {name} | {rate:,.0f} | {rate / loop:.2f}x | {rate / s['img_per_s']['tar']:.3f}x |")
+        print(f"| {name} | {rate:,.0f} | {rate / loop:.2f}x | {rate / s['img_per_s']['tar']:.3f}x"
+              f" | {s['img_per_cpu_s'][name]:,.0f} |")
     one = s["img_per_s"]["sslkit shard 1 worker"]
     many = [v for k, v in s["img_per_s"].items() if k.endswith("workers")][0]
     print(f"workers speed-up {many / one:.2f}x; shard bytes / source bytes {s['bytes_ratio']:.3f};"

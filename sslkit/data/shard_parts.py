@@ -15,6 +15,7 @@ import json
 import os
 from collections import Counter
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -60,10 +61,9 @@ def run_task(task: ShardTask, config: TaskConfig) -> dict[str, Any]:
     if previous is not None:
         return {**previous, "resumed": True}
     base = config.name(task.index)
-    names = lambda j: f"{base}.tar" if j == 0 else f"{base}-{j:02d}.tar"  # noqa: E731
     skipped, labels, source_bytes, passthrough = [], Counter(), 0, 0
     with ShardWriter(config.out_dir, max_samples_per_shard=len(task.samples) or 1,
-                     max_shard_bytes=config.max_shard_bytes, names=names) as writer:
+                     max_shard_bytes=config.max_shard_bytes, names=partial(part_name, base)) as writer:
         for key, ref, label in task.samples:
             try:
                 encoded = encode_sample(ref, config.options)
@@ -85,6 +85,11 @@ def run_task(task: ShardTask, config: TaskConfig) -> dict[str, Any]:
     }
     _write_json(config.out_dir / PARTS_DIR / f"{base}.json", record)
     return {**record, "resumed": False}
+
+
+def part_name(base: str, part: int) -> str:
+    """``base.tar``, then ``base-01.tar``, ... when the byte limit splits a task."""
+    return f"{base}.tar" if part == 0 else f"{base}-{part:02d}.tar"
 
 
 def completed_record(task: ShardTask, config: TaskConfig) -> dict[str, Any] | None:
