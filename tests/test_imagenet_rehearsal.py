@@ -77,8 +77,9 @@ def expected_sizes(recipe: dict[str, Any]) -> list[int]:
         return [args["global_crop_size"]] * 2 + [args["local_crop_size"]] * args["num_local_views"]
     if transform["class_path"].endswith("UInt8Image"):
         (device_aug,) = recipe["trainer"]["callbacks"]
-        views = device_aug["init_args"]["views"]["init_args"]
-        return [views["input_size"]] * views["num_views"]
+        views = device_aug["init_args"]["views"]
+        views = views if isinstance(views, list) else [views]  # multi-crop: global then local BatchViews
+        return [v["init_args"]["input_size"] for v in views for _ in range(v["init_args"]["num_views"])]
     return [args["input_size"]]
 
 

@@ -26,12 +26,13 @@ class DeviceAugmentation(pl.Callback):
     """Apply ``views`` to the uint8 training batch on its device before each training step.
 
     Args:
-        views: The batched view transform (e.g. SimCLR's two views).
+        views: The batched view transform (e.g. SimCLR's two views), or several whose views are
+            concatenated in order (multi-crop: DINO's 2 global 224-px + 10 local 96-px crops).
         seed: Base seed of the per-step parameter generator.
     """
 
-    def __init__(self, views: BatchViews, seed: int = 0) -> None:
-        self.views = views
+    def __init__(self, views: BatchViews | list[BatchViews], seed: int = 0) -> None:
+        self.views = list(views) if isinstance(views, (list, tuple)) else [views]
         self.seed = seed
 
     def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int) -> None:
@@ -41,7 +42,8 @@ class DeviceAugmentation(pl.Callback):
                 f"DeviceAugmentation needs uint8 views from the workers (train_transform: "
                 f"sslkit.transforms.gpu.UInt8Image), got {images.dtype}"
             )
-        batch["views"] = self.views(images, generator=self.generator(trainer.global_step, trainer.global_rank))
+        g = self.generator(trainer.global_step, trainer.global_rank)
+        batch["views"] = [view for views in self.views for view in views(images, generator=g)]
 
     def generator(self, step: int, rank: int) -> torch.Generator:
         state = np.random.SeedSequence([self.seed, step, rank]).generate_state(2, dtype=np.uint32)

@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 import lightning as L
 import torch
+from lightning.pytorch.plugins.precision import MixedPrecision
 from torch import nn
 
 from sslkit.optim import build_optimizer, param_groups, warmup_cosine
@@ -77,7 +78,10 @@ class SSLObjective(L.LightningModule):
 
     def configure_optimizers(self) -> dict[str, Any]:
         groups = self.optimizer_groups()
-        opt = build_optimizer(self.optimizer_name, groups, lr=self.lr, momentum=self.momentum, betas=self.betas)
+        # Lightning's mixed-precision plugin refuses to clip the gradients of a fused optimizer (DINO clips at 3).
+        clip_mixed = bool(self.trainer.gradient_clip_val) and isinstance(self.trainer.precision_plugin, MixedPrecision)
+        opt = build_optimizer(self.optimizer_name, groups, lr=self.lr, momentum=self.momentum, betas=self.betas,
+                              fused=not clip_mixed)
         total = self.total_steps()
         warmup = int(round(self.warmup_epochs * self.steps_per_epoch()))
         warmup = min(warmup, max(total - 1, 0))

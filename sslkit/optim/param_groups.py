@@ -56,12 +56,17 @@ def fusable(groups: Iterable[dict]) -> bool:
 
 
 def build_optimizer(
-    name: str, groups: Iterable[dict], lr: float, momentum: float = 0.9, betas: tuple[float, float] = (0.9, 0.95)
+    name: str, groups: Iterable[dict], lr: float, momentum: float = 0.9, betas: tuple[float, float] = (0.9, 0.95),
+    fused: bool = True,
 ) -> torch.optim.Optimizer:
-    """AdamW, SGD or LARS (lightly's) over prepared parameter groups."""
+    """AdamW, SGD or LARS (lightly's) over prepared parameter groups.
+
+    ``fused=False`` keeps AdamW's per-tensor loop even where the fused kernel would apply (Lightning
+    refuses gradient clipping with a fused optimizer under its mixed-precision plugin).
+    """
     groups = list(groups)
     if name == "adamw":
-        return torch.optim.AdamW(groups, lr=lr, betas=betas, fused=fusable(groups))
+        return torch.optim.AdamW(groups, lr=lr, betas=betas, fused=fused and fusable(groups))
     if name == "sgd":
         return torch.optim.SGD(groups, lr=lr, momentum=momentum)
     if name == "lars":

@@ -5,7 +5,7 @@ CPU) and returns ``num_views`` augmented, normalised float views with per-sample
 in plain torch ops. Parameter semantics are those of the per-image pipelines of lightly/torchvision
 (``SimCLRViewTransform``, ``BYOLView{1,2}Transform``), in their order:
 
-1. ``RandomResizedCrop(input_size, scale=(min_scale, 1), ratio=(3/4, 4/3))``: torchvision's sampling
+1. ``RandomResizedCrop(input_size, scale=(min_scale, max_scale), ratio=(3/4, 4/3))``: torchvision's sampling
    (10 tries, then the centre-crop fallback) and its antialiased bilinear resampling (PIL's filter),
    computed as two batched matmuls ``W_y @ x @ W_x^T`` with per-sample weight matrices. The crop, the
    resize and the horizontal flip (reversed rows of ``W_x``) are one resampling step;
@@ -109,6 +109,7 @@ class BatchViews:
         input_size: Output side length of each view.
         num_views: Views per image.
         min_scale: Lower bound of the random-resized-crop area fraction.
+        max_scale: Upper bound of it (1; DINO's local crops: 0.4).
         ratio: Aspect-ratio range of the crop (torchvision's ``(3/4, 4/3)``).
         cj_prob: Probability of colour jitter.
         cj_strength: Jitter strength ``s``.
@@ -133,6 +134,7 @@ class BatchViews:
         input_size: int = 224,
         num_views: int = 2,
         min_scale: float = 0.08,
+        max_scale: float = 1.0,
         ratio: tuple[float, float] = (3 / 4, 4 / 3),
         cj_prob: float = 0.8,
         cj_strength: float = 1.0,
@@ -150,13 +152,13 @@ class BatchViews:
     ) -> None:
         if num_views < 1:
             raise ValueError(f"num_views must be >= 1, got {num_views}")
-        if not 0 < min_scale <= 1:
-            raise ValueError(f"min_scale must be in (0, 1], got {min_scale}")
+        if not 0 < min_scale <= max_scale <= 1:
+            raise ValueError(f"need 0 < min_scale <= max_scale <= 1, got {min_scale}, {max_scale}")
         if cj_strength * cj_hue > 0.5:
             raise ValueError(f"hue range cj_strength * cj_hue must be <= 0.5, got {cj_strength * cj_hue}")
         self.input_size = input_size
         self.num_views = num_views
-        self.scale = (float(min_scale), 1.0)
+        self.scale = (float(min_scale), float(max_scale))
         self.ratio = (float(ratio[0]), float(ratio[1]))
         self.cj_prob = cj_prob
         s = cj_strength

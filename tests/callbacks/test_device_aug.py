@@ -49,3 +49,18 @@ def test_per_step_generator_is_deterministic() -> None:
     a, b, c = aug.generator(5, 0), aug.generator(5, 0), aug.generator(6, 0)
     assert torch.equal(torch.rand(4, generator=a), torch.rand(4, generator=b))
     assert not torch.equal(torch.rand(4, generator=aug.generator(5, 0)), torch.rand(4, generator=c))
+
+
+def test_multi_crop_on_the_device() -> None:
+    """Several BatchViews concatenate in order (DINO: 2 global + local crops), local crops within their scale."""
+    global_views = BatchViews(input_size=16, num_views=2, min_scale=0.4, blur_prob=(1.0, 0.1), solarize_prob=(0.0, 0.2))
+    local_views = BatchViews(input_size=8, num_views=3, min_scale=0.05, max_scale=0.4, blur_prob=0.5)
+    aug = DeviceAugmentation([global_views, local_views])
+    batch = {"views": [torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8)]}
+    trainer = type("T", (), {"global_step": 0, "global_rank": 0})()
+    aug.on_train_batch_start(trainer, None, batch, 0)
+    assert [tuple(v.shape) for v in batch["views"]] == [(4, 3, 16, 16)] * 2 + [(4, 3, 8, 8)] * 3
+    crops = local_views.sample(1000, 32, 32, torch.Generator().manual_seed(0)).crop
+    area = (crops[:, 2] * crops[:, 3]).double() / (32 * 32)
+    assert area.max() <= 0.4 + 0.05 and area.min() >= 0.05 - 0.02  # rounding of h, w to whole pixels
+    assert area.mean() < 0.3  # the (0.05, 0.4) range, not (0.05, 1)
