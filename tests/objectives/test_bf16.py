@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from sslkit import objectives as O
-from sslkit.masking import MultiBlockMaskCollator, RandomMaskCollator, SimMIMMaskCollator
+from sslkit.masking import IBOTMaskCollator, MultiBlockMaskCollator, RandomMaskCollator, SimMIMMaskCollator
 from sslkit.transforms import (
     BYOLViews,
     MaskedImageViews,
@@ -32,6 +32,8 @@ MASKED_VIT = {"img_size": 32, "patch_size": 4, "depth": 2, "embed_dim": 48, "num
 HEAD = {"proj_hidden_dim": 64, "proj_output_dim": 32}
 TWO_VIEWS = BYOLViews(input_size=32, blur_probs=(0.0, 0.0))
 ROTATION = {"class_path": "sslkit.objectives.rotation.FourFoldRotation"}
+DYNAMIC = {"backbone": "vit_tiny_patch16_224", "backbone_kwargs": {**VIT["backbone_kwargs"], "dynamic_img_size": True}}
+MULTICROP = MultiCropViews(global_crop_size=32, local_crop_size=16, num_local_views=2, blur_probs=(0.0, 0.0, 0.0))
 
 # objective -> (model factory, transform, collate_fn); tiny versions of the smoke tests' set-ups.
 CASES: dict[str, tuple[Callable[[], Any], Any, Any]] = {
@@ -57,6 +59,17 @@ CASES: dict[str, tuple[Callable[[], Any], Any, Any]] = {
             MaskedImageViews(input_size=32, min_scale=0.2), RandomMaskCollator(32, 4)),
     "simmim": (lambda: O.SimMIM(backbone_kwargs=MASKED_VIT), MaskedImageViews(input_size=32, min_scale=0.67),
                SimMIMMaskCollator(32, 4, mask_patch_size=8)),
+    "dinov2": (lambda: O.DINOv2(**DYNAMIC, proj_hidden_dim=64, proj_bottleneck_dim=16, proj_output_dim=128),
+               MULTICROP, IBOTMaskCollator(input_size=32, patch_size=8, mask_ratio=(0.1, 0.5), mask_probability=1.0)),
+    "lejepa": (lambda: O.LeJEPA(**DYNAMIC, proj_hidden_dim=64, proj_output_dim=16, sigreg_num_vectors=64), MULTICROP,
+               None),
+    "msn": (lambda: O.MSN(**DYNAMIC, proj_hidden_dim=64, proj_output_dim=16, num_prototypes=12), MULTICROP,
+            RandomMaskCollator(input_size=32, patch_size=8, mask_ratio=0.25)),
+    "nnclr": (lambda: O.NNCLR(**VIT, proj_hidden_dim=64, proj_output_dim=16, pred_hidden_dim=32, support_set_size=12),
+              SimCLRViews(32, blur_prob=0.0), None),
+    "simsiam": (lambda: O.SimSiam(**VIT, proj_hidden_dim=64, proj_output_dim=32, pred_hidden_dim=16, optimizer="sgd",
+                                  lr=0.05), SimCLRViews(32, blur_prob=0.0), None),
+    "swav": (lambda: O.SwAV(**DYNAMIC, proj_hidden_dim=64, proj_output_dim=16, num_prototypes=10), MULTICROP, None),
 }
 
 
