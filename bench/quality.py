@@ -14,6 +14,7 @@ Usage::
     python bench/quality.py                  # CIFAR-10 shards in /tmp/shards (see docs/benchmarks.md)
     python bench/quality.py --steps 300 --depth 6 --dim 192
     python bench/quality.py --seeds 0 1 2    # one run per seed, then the mean difference and its spread
+    python bench/quality.py --seeds 0 1 2 --sslkit-precision bf16   # vs the fp32 run: same batches and inits
 """
 
 from __future__ import annotations
@@ -110,8 +111,9 @@ def run(method: str, data: dict[str, torch.Tensor], args: argparse.Namespace, se
     ours, ref, ours_collate, ref_collate = build(method, vit, seed, args.ijepa_context)
     ours.trainer = stub_trainer(total_steps=args.steps)
     out = {"random": knn_top1(ours.eval_backbone(), data)}
-    steps = {"sslkit": make_step(ours, lambda b: ours.training_step(b, 0), "cpu", False, lr=args.lr),
-             "lightly": make_step(ref, ref.step, "cpu", False, lr=args.lr)}
+    amp = args.sslkit_precision == "bf16"  # sslkit's side under bf16 autocast (its fp32 loss islands kept)
+    steps = {"sslkit": make_step(ours, lambda b: ours.training_step(b, 0), "cpu", amp, sslkit=True, lr=args.lr),
+             "lightly": make_step(ref, ref.step, "cpu", False, sslkit=False, lr=args.lr)}
     aug, g = views_for(method), torch.Generator().manual_seed(seed + 1)
     seconds = {"sslkit": 0.0, "lightly": 0.0}
     train, train_labels = data["train"], data["train_labels"]
@@ -156,6 +158,8 @@ def main() -> None:
                    help="sslkit's I-JEPA context policy (MultiBlockMaskCollator's context=)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0],
                    help="one run per seed (initialisation, batches, masks); with several, the mean and spread")
+    p.add_argument("--sslkit-precision", choices=("fp32", "bf16"), default="fp32",
+                   help="sslkit's side in bf16 autocast: same seeds, compare its kNN with an fp32 run's")
     p.add_argument("--json", default=None, help="also write the figures here (for bench/common.py --chart)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
