@@ -201,7 +201,7 @@ def build(method: str, shards: str, batch_size: int, device: str,
 
 
 def make_step(model: nn.Module, loss_fn: Callable[[dict[str, Any]], torch.Tensor], device: str,
-              amp: bool, sslkit: bool, lr: float = LR) -> Callable[[dict[str, Any]], None]:
+              amp: bool, sslkit: bool = True, lr: float = LR) -> Callable[[dict[str, Any]], None]:
     """One training step: sslkit's optimizer as its objectives build it (fused AdamW, no decay on norms and
     biases), lightly's as its examples do (``torch.optim.AdamW`` over all trainable parameters)."""
     if sslkit:
