@@ -75,6 +75,9 @@ def encode_sample(ref: ImageRef, options: EncodeOptions) -> Encoded:
         if options.passthrough and ext and image.mode in _PLAIN_MODES and not resize:
             _validate(image, data, full=options.verify == "full")
             return Encoded(ext, data, (image.height, image.width), True)
+        if resize and image.format == "JPEG":  # DCT-domain downscale to >= the target: decode less
+            scale = options.max_size / max(image.size)
+            image.draft(image.mode, (round(image.width * scale), round(image.height * scale)))
         _load(image)
         return _reencode(image, image.format or "", options)
 
