@@ -9,12 +9,14 @@ image or patch size) before any worker starts.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from sslkit.errors import UserError
 from sslkit.run_record import Budget, Preprocessing, RunRecord, dataset_from_manifest, default_resize
 
 BATCH_KEY = "data.init_args.batch_size_per_device"
+MANIFEST_NAME = "manifest.json"
 
 
 def _get(node: Any, *keys: str) -> Any:
@@ -41,6 +43,30 @@ def check_sizes(model: Any, data: Any) -> None:
     for what, key_a, a, key_b, b in pairs:
         if a is not None and b is not None and a != b:
             raise UserError(f"{what} disagrees: {key_a}={a} but {key_b}={b}; set both to the same value")
+
+
+def check_shards(spec: Any, key: str) -> None:
+    """A local shard folder named by ``key`` must exist and hold a ``manifest.json`` (one line if not)."""
+    items = [spec] if isinstance(spec, (str, Path)) else list(spec or [])
+    for item in map(str, items):
+        if "://" in item or "{" in item or item.endswith((".tar", ".json")) and Path(item).exists():
+            continue
+        path = Path(item)
+        if not path.exists():
+            raise UserError(f"{key}: {item} does not exist; write shards there with `sslkit data shard "
+                            f"--source ... --out {item}` or point {key} at a shard folder")
+        if path.is_dir() and not (path / MANIFEST_NAME).is_file():
+            raise UserError(f"{key}: {item} has no {MANIFEST_NAME} (not a folder written by `sslkit data shard`); "
+                            f"point {key} at a shard folder, its manifest.json, or a pattern (DIR/train-{{000000..000009}}.tar)")
+
+
+def check_data(data: Any, world_size: int) -> None:
+    """Shard folders exist and the batch fits the data."""
+    init = _get(data, "init_args") or {}
+    for name in ("train_shards", "val_shards"):
+        if init.get(name):
+            check_shards(init[name], f"data.init_args.{name}")
+    check_batch(data, world_size)
 
 
 def check_batch(data: Any, world_size: int) -> None:

@@ -113,6 +113,8 @@ def explain_parse_error(message: str, recipe: dict[str, Any], files: list[Path],
     close = difflib.get_close_matches(key.rpartition(".")[2], accepted, n=1)
     hint = f" (did you mean {close[0]}?)" if close else ""
     where = _where(key, files, overrides)
+    spelled = [o.lstrip("-").split("=")[0] for o in overrides if re.search(rf"\.{re.escape(key)}(=|$)", o)]
+    dotted = spelled[0] if where == "command line" and spelled else dotted
     return f"{where}: {dotted} is not a {owner} argument{hint}"
 
 

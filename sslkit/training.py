@@ -18,14 +18,14 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from sslkit.callbacks.data_health import DataHealth
-from sslkit.callbacks.run_record import LogLastStep, RunRecorder
+from sslkit.callbacks.run_record import CheckData, LogLastStep, RunRecorder
 from sslkit.distributed.checkpoint_io import recover_checkpoint
 from sslkit.distributed.environment import trainer_callbacks, trainer_plugins
 from sslkit.distributed.precision import accept_auto, resolve_config_precision
 from sslkit.distributed.preemption import EXIT_PREEMPTED, Preempted
 from sslkit.errors import UserError
 from sslkit.objectives.base import SSLObjective
-from sslkit.preflight import check_batch, check_sizes, run_record
+from sslkit.preflight import check_sizes, run_record
 from sslkit.recipes import explain_parse_error
 from sslkit.run_dir import (
     RunLock, fingerprint, is_launching_process, mark_finished, remove_stale_temporaries, resumable_checkpoint,
@@ -77,8 +77,6 @@ class SSLCLI(LightningCLI):
         if self.config.checkpoint.dirpath is None:
             self.config.checkpoint.dirpath = str(self.run_dir / "checkpoints")
         check_sizes(self.config.model, self.config.data)
-        devices, nodes = trainer.devices, trainer.num_nodes or 1
-        check_batch(self.config.data, (devices if isinstance(devices, int) and devices > 0 else 1) * nodes)
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         if self.config.trainer.logger in (None, True):
@@ -94,6 +92,7 @@ class SSLCLI(LightningCLI):
             RunRecorder(run_record(self.config.model, self.config.data, self.recipe_names, str(self.run_dir)),
                         self.run_dir),
             LogLastStep(),
+            CheckData(self.config.data),
         ]
         return super().instantiate_trainer(**kwargs)
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import lightning as L
 
+from sslkit.preflight import check_data
 from sslkit.run_record import CHECKPOINT_KEY, RunRecord
 
 
@@ -61,3 +62,18 @@ class LogLastStep(L.Callback):
         last_epoch = trainer.max_epochs is not None and trainer.current_epoch + 1 >= trainer.max_epochs
         if last_step or (last_epoch and trainer.fit_loop.epoch_loop.batch_progress.is_last_batch):
             trainer.should_stop = True
+
+
+class CheckData(L.Callback):
+    """Before anything is built for training: shard folders exist, have manifests, and the batch fits.
+
+    Runs in ``setup`` (the world size is known, no worker or optimizer exists yet); a problem is one
+    :class:`~sslkit.errors.UserError` line naming the recipe key to change.
+    """
+
+    def __init__(self, data: Any) -> None:
+        self.data = data
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if stage == "fit":
+            check_data(self.data, trainer.world_size)

@@ -17,16 +17,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from sslkit.evaluation.feature_store import extract_to_disk, is_complete, load_features, read_meta
-from sslkit.evaluation.features import POOL_MODES, Pooling
-from sslkit.evaluation.knn import DEFAULT_KS, DEFAULT_TEMPS, IndexSpec, knn_classify
-from sslkit.evaluation.linear_probe import DEFAULT_LRS, DEFAULT_WDS, linear_probe, logistic_regression_probe
-from sslkit.evaluation.report import draw_report
-from sslkit.evaluation.results import checkpoint_record, write_result
+from sslkit.errors import UserError
 
 SPLITS = ("train", "val")
+POOL_MODES = ("pooled", "cls", "mean", "cls_mean")  # sslkit.evaluation.features.POOL_MODES (not imported: help stays fast)
+DEFAULT_KS, DEFAULT_TEMPS = (10, 20, 100, 200), (0.07, 0.1)  # sslkit.evaluation.knn's (checked in tests)
+DEFAULT_LRS = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 3.0)
+DEFAULT_WDS = (0.0, 1e-4, 1e-3)
 
 
 def _add_source(p: argparse.ArgumentParser, required: bool = False) -> None:
@@ -37,19 +34,20 @@ def _add_source(p: argparse.ArgumentParser, required: bool = False) -> None:
     g.add_argument("--val-shards", help="evaluation split (the kNN queries / probe test set)")
     g.add_argument("--pool", choices=POOL_MODES, default="pooled", help="image vector (default: backbone's own)")
     g.add_argument("--last-k", type=int, default=1, help="concatenate the pooled last k blocks (dinov2 n_last_blocks)")
-    g.add_argument("--input-size", type=int, default=224, help="centre-crop size")
-    g.add_argument("--resize", type=int, help="shorter side before the crop (default: 256/224 ratio; none <= 64 px)")
-    g.add_argument("--mean", type=float, nargs=3, default=(0.485, 0.456, 0.406))
-    g.add_argument("--std", type=float, nargs=3, default=(0.229, 0.224, 0.225))
+    g.add_argument("--input-size", type=int, help="centre-crop size (default: the checkpoint's run record)")
+    g.add_argument("--resize", type=int, help="shorter side before the crop (default: the run's; none <= 64 px)")
+    g.add_argument("--mean", type=float, nargs=3, help="normalisation mean (default: the run's, else ImageNet's)")
+    g.add_argument("--std", type=float, nargs=3, help="normalisation std (default: the run's, else ImageNet's)")
     g.add_argument("--batch-size", type=int, default=256, help="extraction batch size")
     g.add_argument("--num-workers", type=int, default=4, help="keep it fixed when resuming (it sets the order)")
     g.add_argument("--chunk-size", type=int, default=16384, help="rows per committed chunk")
-    g.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    g.add_argument("--device", help="default: cuda when available, else cpu")
     g.add_argument("--no-progress", action="store_true")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sslkit eval", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="sslkit eval", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument(
         "--threads", type=int,
         help="CPU threads for torch and FAISS (default: theirs). On a shared, busy machine 1 can be "
@@ -79,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     probe.add_argument("--holdout", type=float, default=0.1, help="fraction of train held out to pick the head")
     probe.add_argument("--seed", type=int, default=0)
     probe.add_argument("--num-classes", type=int)
-    probe.add_argument("--probe-device", default="cuda" if torch.cuda.is_available() else "cpu")
+    probe.add_argument("--probe-device", help="default: cuda when available, else cpu")
     probe.add_argument("--out", type=Path, help="result JSON (default: FEATURES/probe.json)")
 
     report = sub.add_parser("report", help="draw the evaluation PNG")
@@ -90,51 +88,80 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _identity(args: argparse.Namespace, split: str) -> dict[str, Any]:
+def _identity(args: argparse.Namespace, split: str, pre: dict[str, Any]) -> dict[str, Any]:
     """What these features depend on besides pooling (added by extract_to_disk)."""
+    from sslkit.evaluation.results import checkpoint_record
+    from sslkit.run_record import dataset_from_manifest
+
+    shards = getattr(args, f"{split}_shards")
+    dataset = dataset_from_manifest(shards)
     return {
         "checkpoint": checkpoint_record(args.ckpt),
-        "shards": getattr(args, f"{split}_shards"),
-        "preprocessing": {
-            "transform": "sslkit.transforms.views.EvalTransform",
-            "input_size": args.input_size, "resize": args.resize, "mean": list(args.mean), "std": list(args.std),
-        },
+        "shards": shards,
+        "dataset": dataset.name if dataset else None,
+        "preprocessing": {"transform": "sslkit.transforms.views.EvalTransform", **pre},
     }
+
+
+def default_features_dir(ckpt: Path) -> Path:
+    """``<run>/eval/<ckpt stem>-<sha256[:8]>/`` for a checkpoint in a run folder, else ``<ckpt>.eval/``:
+    results of a later ``last.ckpt`` never land on an earlier one's."""
+    from sslkit.evaluation.results import file_sha256
+
+    tag = f"{ckpt.stem}-{file_sha256(ckpt)[:8]}"
+    run = ckpt.resolve().parent.parent if ckpt.resolve().parent.name == "checkpoints" else None
+    return (run / "eval" / tag if run is not None else Path(f"{ckpt}.eval") / tag) / "features"
 
 
 def _extract(args: argparse.Namespace) -> Path:
     """Make sure ``args.features/{train,val}`` hold features (extracting from ``--ckpt`` if needed)."""
+    from sslkit.evaluation.feature_store import is_complete
+
     if args.features is None:
         if args.ckpt is None:
-            raise SystemExit("give --features DIR, or --ckpt with --train-shards and --val-shards")
-        args.features = Path(args.out or f"{args.ckpt}.eval/result.json").parent / "features"
+            raise UserError("give --features DIR, or --ckpt with --train-shards and --val-shards")
+        args.features = Path(args.out).parent / "features" if getattr(args, "out", None) else default_features_dir(args.ckpt)
     if args.ckpt is None:
         if not all(is_complete(args.features / s) for s in SPLITS):
-            raise SystemExit(f"{args.features} holds no complete train/ and val/ features: pass --ckpt and shards")
+            raise UserError(f"{args.features} holds no complete train/ and val/ features: pass --ckpt and shards")
         return args.features
     if not (args.train_shards and args.val_shards):
-        raise SystemExit("--ckpt needs --train-shards and --val-shards")
-    try:
-        from sslkit.data import build_eval_loader
-    except ImportError:  # the package may not re-export it yet
-        from sslkit.data.datamodule import build_eval_loader
-    from sslkit.objectives import load_objective
-    from sslkit.transforms.views import EvalTransform
-
-    backbone = load_objective(args.ckpt).eval_backbone()
-    transform = EvalTransform(args.input_size, args.resize, args.mean, args.std)
-    pooling = Pooling(args.pool, args.last_k)
-    for split in SPLITS:
-        loader = build_eval_loader(getattr(args, f"{split}_shards"), transform, args.batch_size, args.num_workers)
-        total = getattr(getattr(loader, "dataset", None), "num_samples", None)
-        extract_to_disk(
-            backbone, loader, args.features / split, _identity(args, split), pooling, args.device,
-            args.chunk_size, progress=not args.no_progress, total=total,
-        )
+        raise UserError("--ckpt needs --train-shards and --val-shards")
+    _extract_from_checkpoint(args)
     return args.features
 
 
+def _extract_from_checkpoint(args: argparse.Namespace) -> None:
+    import torch
+
+    from sslkit.data import build_eval_loader
+    from sslkit.evaluation.feature_store import extract_to_disk
+    from sslkit.evaluation.features import Pooling
+    from sslkit.evaluation.matching import check_bank_and_queries, checkpoint_preprocessing
+    from sslkit.objectives import load_objective
+    from sslkit.preflight import check_shards
+
+    for split in SPLITS:
+        check_shards(getattr(args, f"{split}_shards"), f"--{split}-shards")
+    backbone = load_objective(args.ckpt).eval_backbone()
+    pre, sources = checkpoint_preprocessing(args.ckpt, backbone, args.input_size, args.resize, args.mean, args.std)
+    check_bank_and_queries(args.train_shards, args.val_shards, pre.input_size, args.ckpt)
+    print(f"preprocessing: {pre.input_size} px (resize {pre.resize}), mean {list(pre.mean)}, std {list(pre.std)} "
+          f"(from {', '.join(sorted(set(sources.values())))})", file=sys.stderr)
+    pooling = Pooling(args.pool, args.last_k)
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    for split in SPLITS:
+        loader = build_eval_loader(getattr(args, f"{split}_shards"), pre.transform(), args.batch_size, args.num_workers)
+        total = getattr(getattr(loader, "dataset", None), "num_samples", None)
+        extract_to_disk(
+            backbone, loader, args.features / split, _identity(args, split, pre.as_dict()), pooling, device,
+            args.chunk_size, progress=not args.no_progress, total=total,
+        )
+
+
 def _context(features: Path) -> dict[str, Any]:
+    from sslkit.evaluation.feature_store import read_meta
+
     identity = read_meta(features / "train")["identity"]
     return {
         "checkpoint": identity.get("checkpoint"),
@@ -142,25 +169,43 @@ def _context(features: Path) -> dict[str, Any]:
     }
 
 
+def _write(out: Path, protocol: str, numbers: dict[str, Any], features: Path, settings: dict[str, Any]) -> None:
+    """The result JSON + markdown, registered with the checkpoint's run (so ``publish`` finds it anywhere)."""
+    from sslkit.evaluation.results import register_result, write_result
+
+    context = _context(features)
+    write_result(out, protocol, numbers, **context, settings=settings)
+    register_result(out, context.get("checkpoint") or {})
+
+
 def run_knn(args: argparse.Namespace) -> dict[str, Any]:
+    from sslkit.evaluation.feature_store import load_features
+    from sslkit.evaluation.knn import IndexSpec, knn_classify
+
     features = _extract(args)
     train, val = load_features(features / "train"), load_features(features / "val")
     spec = IndexSpec(args.index, args.nlist, args.nprobe)
     numbers = knn_classify(train.feats, train.labels, val.feats, val.labels, args.k, args.t, args.num_classes, spec)
     out = args.out or features / "knn.json"
     settings = {"ks": args.k, "temps": args.t, "index": vars(spec), "normalise": "l2", "vote": "exp(sim/T)"}
-    write_result(out, "knn", numbers, **_context(features), settings=settings)
+    _write(out, "knn", numbers, features, settings)
     print(f"kNN results written to {out} and {out.with_suffix('.md')}")
     return numbers
 
 
 def run_probe(args: argparse.Namespace) -> dict[str, Any]:
+    import torch
+
+    from sslkit.evaluation.feature_store import load_features
+    from sslkit.evaluation.linear_probe import linear_probe, logistic_regression_probe
+
     features = _extract(args)
     train, val = load_features(features / "train"), load_features(features / "val")
     if args.mode == "grid":
         numbers = linear_probe(
             train.feats, train.labels, val.feats, val.labels, args.lrs, args.wds, args.epochs,
-            args.probe_batch_size, args.holdout, args.seed, args.num_classes, args.probe_device,
+            args.probe_batch_size, args.holdout, args.seed, args.num_classes,
+            args.probe_device or ("cuda" if torch.cuda.is_available() else "cpu"),
         )
         protocol = "linear_probe"
     else:
@@ -169,7 +214,7 @@ def run_probe(args: argparse.Namespace) -> dict[str, Any]:
         )
         protocol = "logistic_regression"
     out = args.out or features / f"{protocol}.json"
-    write_result(out, protocol, numbers, **_context(features), settings={"standardise": True, "seed": args.seed})
+    _write(out, protocol, numbers, features, {"standardise": True, "seed": args.seed})
     print(f"{protocol}: test top-1 {numbers['best']['test_top1']:.2f}; written to {out}")
     return numbers
 
@@ -179,6 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
     if args.threads:
         import faiss
+        import torch
 
         torch.set_num_threads(args.threads)
         faiss.omp_set_num_threads(args.threads)
@@ -189,6 +235,8 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "probe":
         run_probe(args)
     else:
+        from sslkit.evaluation.report import draw_report
+
         print(f"report drawn to {draw_report(args.results, args.logs, args.out, args.metric)}")
     return 0
 

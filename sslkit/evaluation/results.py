@@ -2,35 +2,23 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import platform
 from datetime import datetime, timezone
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+from sslkit.provenance import file_sha256, package_versions
 
-def file_sha256(path: str | Path, block: int = 1 << 20) -> str:
-    """Hex sha256 of a file, streamed."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(block):
-            digest.update(chunk)
-    return digest.hexdigest()
+__all__ = ["RESULTS_INDEX", "checkpoint_record", "file_sha256", "markdown", "read_result", "register_result",
+           "registered_results", "write_result"]
+RESULTS_INDEX = "eval/results.jsonl"  # in a run folder: every result measured on one of its checkpoints
 
 
 def checkpoint_record(path: str | Path) -> dict[str, str]:
     """``{"path": absolute path, "sha256": ...}``: what the numbers were measured on."""
     path = Path(path).resolve()
     return {"path": str(path), "sha256": file_sha256(path)}
-
-
-def _sslkit_version() -> str:
-    try:
-        return version("sslkit")
-    except PackageNotFoundError:
-        return "unknown"
 
 
 def write_result(out_json: str | Path, protocol: str, numbers: dict[str, Any], **context: Any) -> tuple[Path, Path]:
@@ -49,7 +37,7 @@ def write_result(out_json: str | Path, protocol: str, numbers: dict[str, Any], *
         **context,
         "numbers": numbers,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "sslkit_version": _sslkit_version(),
+        "sslkit_version": package_versions(("sslkit",))["sslkit"],
         "host": platform.node(),
     }
     out_json.write_text(json.dumps(result, indent=2, sort_keys=False) + "\n")
@@ -103,3 +91,39 @@ def _probe_table(numbers: dict[str, Any]) -> list[str]:
 def read_result(path: str | Path) -> dict[str, Any]:
     """A result JSON written by :func:`write_result`."""
     return json.loads(Path(path).read_text())
+
+
+def run_dir_of(checkpoint: str | Path) -> Path | None:
+    """The run folder of a checkpoint at ``<run>/checkpoints/<name>.ckpt``, else ``None``."""
+    parent = Path(checkpoint).resolve().parent
+    return parent.parent if parent.name == "checkpoints" else None
+
+
+def register_result(result_json: str | Path, checkpoint: dict[str, Any]) -> Path | None:
+    """Note ``result_json`` in the checkpoint's run folder (``eval/results.jsonl``), wherever it was written,
+    so that ``sslkit publish`` lists it (when its checkpoint hash matches). Returns the index path."""
+    run = run_dir_of(checkpoint["path"]) if checkpoint.get("path") else None
+    if run is None:
+        return None
+    index = run / RESULTS_INDEX
+    index.parent.mkdir(parents=True, exist_ok=True)
+    line = {"result": str(Path(result_json).resolve()), "checkpoint_sha256": checkpoint.get("sha256")}
+    with index.open("a") as f:
+        f.write(json.dumps(line) + "\n")
+    return index
+
+
+def registered_results(run_dir: str | Path) -> list[Path]:
+    """Result files a run's index names (existing ones, each once, in order)."""
+    index = Path(run_dir) / RESULTS_INDEX
+    if not index.is_file():
+        return []
+    paths: list[Path] = []
+    for line in index.read_text().splitlines():
+        try:
+            path = Path(json.loads(line)["result"])
+        except (ValueError, KeyError, TypeError):
+            continue
+        if path.is_file() and path not in paths:
+            paths.append(path)
+    return paths

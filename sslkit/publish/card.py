@@ -173,11 +173,12 @@ def render_card(
 
     Args:
         meta: ``name``, ``license``, ``objective``, ``objective_name``, ``paper``, ``which``,
-            ``hparams``, ``budget`` (dict), ``datasets``, ``preprocessing``, ``checkpoint_sha256``.
+            ``hparams``, ``budget`` (dict), ``datasets``, ``preprocessing``, ``checkpoint_sha256``,
+            ``files`` (the folder's files, relative posix paths, as they will be when published).
         arch: The published architecture.
         config: The ``config.json`` written next to the card.
         results: Evaluation results to list.
-        folder_hint: How the card refers to the folder in code.
+        folder_hint: How the card refers to the folder in code (its name: a relative path).
         repo_id: Hub repository, when pushed.
     """
     budget = "\n".join(f"- {k}: {v}" for k, v in meta["budget"].items()) or "- unknown"
@@ -221,9 +222,8 @@ def render_card(
         loading_snippets(arch, config, folder_hint, repo_id),
         "## Files",
         "",
-        "`model.safetensors` (weights, timm keys), `config.json` (timm hub config), `README.md` (this card), "
-        f"`{meta['config_file']}` (training config), `eval/` (result JSONs), `SHA256SUMS` "
-        "(check with `sha256sum -c SHA256SUMS`).",
+        ", ".join(f"`{name}` ({_FILE_ROLES.get(name.split('/')[0], 'file')})" for name in meta["files"])
+        + (" (check with `sha256sum -c SHA256SUMS`)." if "SHA256SUMS" in meta["files"] else "."),
         "",
         "## License",
         "",
@@ -231,6 +231,12 @@ def render_card(
         "",
     ]
     return "\n".join(sections)
+
+
+_FILE_ROLES = {
+    "model.safetensors": "weights, timm keys", "config.json": "timm hub config", "README.md": "this card",
+    "training_config.yaml": "training config", "eval": "result JSON", "SHA256SUMS": "checksums",
+}
 
 
 def _sources(sources: dict[str, str]) -> str:

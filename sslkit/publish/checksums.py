@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path, PurePosixPath
+
+from sslkit.provenance import file_sha256
 
 SUMS_FILE = "SHA256SUMS"
 REQUIRED = ("model.safetensors", "config.json")  # a folder whose sums skip these proves nothing
@@ -11,15 +12,6 @@ REQUIRED = ("model.safetensors", "config.json")  # a folder whose sums skip thes
 
 class ChecksumError(ValueError):
     """A published folder does not match its ``SHA256SUMS``."""
-
-
-def file_sha256(path: str | Path, block: int = 1 << 20) -> str:
-    """Hex sha256 of a file, streamed."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(block):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def write_sums(folder: str | Path) -> Path:

@@ -12,10 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from sslkit.publish.checksums import ChecksumError
-from sslkit.publish.folder import PublishOptions, publish
-from sslkit.publish.hub import HubUnreachable, PushError, push_folder
-from sslkit.publish.source import PublishError
+from sslkit.errors import UserError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,6 +43,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``sslkit publish``; returns the process exit code."""
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    from sslkit.publish.checksums import ChecksumError  # after parsing: --help stays fast
+    from sslkit.publish.folder import PublishOptions, publish
+    from sslkit.publish.hub import HubUnreachable, PushError, push_folder
+    from sslkit.publish.source import PublishError
+
     options = PublishOptions(
         which=args.which, license=args.license, name=args.name, repo_id=args.push, input_size=args.input_size,
         resize=args.resize, mean=args.mean, std=args.std, train_shards=args.train_shards,
@@ -55,15 +57,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         out = publish(args.source, args.out, options)
     except (PublishError, ChecksumError) as err:
-        print(f"sslkit publish: error: {err}", file=sys.stderr)
-        return 1
+        raise UserError(str(err)) from err
     print(f"published {args.source} to {out}")
     if args.push:
         try:
             url = push_folder(out, args.push, private=args.private)
         except (HubUnreachable, PushError) as err:
-            print(f"sslkit publish: error: {err}", file=sys.stderr)
-            return 1
+            raise UserError(str(err)) from err
         print(f"uploaded to {url}")
     return 0
 

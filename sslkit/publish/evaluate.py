@@ -7,6 +7,7 @@ from typing import Any
 
 from sslkit.evaluation.knn import DEFAULT_KS, DEFAULT_TEMPS, knn_classify
 from sslkit.evaluation.results import checkpoint_record, read_result, write_result
+from sslkit.run_record import dataset_from_manifest
 
 
 def knn_on_published(folder: Path, options: Any, checkpoint: Path, pre: dict[str, Any]) -> tuple[Path, dict[str, Any]]:
@@ -36,6 +37,7 @@ def knn_on_published(folder: Path, options: Any, checkpoint: Path, pre: dict[str
                 "normalise": "l2", "vote": "exp(sim/T)"}
     features = {
         split: {"shards": str(shards), "num_samples": len(feats[split]),
+                "dataset": getattr(dataset_from_manifest(shards), "name", None),
                 "preprocessing": {"transform": "sslkit.transforms.views.EvalTransform",
                                   **{k: pre[k] for k in ("input_size", "resize", "mean", "std")}}}
         for split, shards in (("train", options.train_shards), ("val", options.val_shards))

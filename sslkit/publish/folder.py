@@ -7,6 +7,7 @@ after plain timm has reproduced the backbone's features), so a failure never lea
 from __future__ import annotations
 
 import csv
+import dataclasses
 import importlib
 import json
 import os
@@ -20,10 +21,12 @@ import yaml
 from safetensors.torch import save_file
 
 from sslkit.publish.card import CardResult, headline, render_card
-from sslkit.publish.checksums import file_sha256, verify_sums, write_sums
+from sslkit.evaluation.matching import backbone_img_size
+from sslkit.provenance import file_sha256, package_versions
+from sslkit.publish.checksums import verify_sums, write_sums
 from sslkit.publish.export import architecture_from_hparams, check_roundtrip, export_state_dict, hub_config
-from sslkit.publish.preprocessing import resolve_preprocessing
 from sslkit.publish.source import PublishError, Source, open_source, select_backbone
+from sslkit.run_record import Budget, RunRecord, dataset_from_manifest, from_checkpoint, resolve_preprocessing
 
 CONFIG_FILE = "training_config.yaml"
 
@@ -47,18 +50,6 @@ class PublishOptions:
     overwrite: bool = False
 
 
-def _versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {}
-    for pkg in ("sslkit", "timm", "torch"):
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            out[pkg] = "unknown"
-    return out
-
-
 def _paper(class_path: str) -> str:
     """The first docstring line of the objective's module: ``Method: Authors, year, "Title"``."""
     module = importlib.import_module(class_path.rpartition(".")[0])
@@ -66,30 +57,29 @@ def _paper(class_path: str) -> str:
     return " ".join(first[:2]).split(": ", 1)[-1].strip().rstrip(".") if first else "see sslkit.objectives"
 
 
-def _budget(source: Source, config: dict[str, Any] | None) -> dict[str, Any]:
-    raw = source.raw
-    budget: dict[str, Any] = {"optimizer steps": raw.get("global_step"), "epochs completed": raw.get("epoch")}
-    trainer = (config or {}).get("trainer") or {}
-    data = ((config or {}).get("data") or {}).get("init_args") or {}
-    per_device = data.get("batch_size_per_device")
-    devices, nodes = trainer.get("devices"), trainer.get("num_nodes", 1)
-    if per_device:
-        budget["batch size per device"] = per_device
-        if isinstance(devices, int) and isinstance(nodes, int):
-            budget["global batch size"] = per_device * devices * nodes
-            if isinstance(raw.get("global_step"), int):
-                budget["images seen (steps x global batch)"] = raw["global_step"] * per_device * devices * nodes
-        else:
-            budget["devices"] = f"{devices} x {nodes} node(s)"
-    for key in ("max_epochs", "max_steps", "precision", "accumulate_grad_batches"):
-        if trainer.get(key) not in (None, -1):
-            budget[f"trainer.{key}"] = trainer[key]
+def _budget(source: Source, record: RunRecord | None) -> dict[str, Any]:
+    """What the trainer state says the run did (the checkpoint's run record and step counter)."""
+    raw, budget = source.raw, record.budget if record else Budget()
+    steps = raw.get("global_step") if isinstance(raw.get("global_step"), int) else budget.global_step
+    out: dict[str, Any] = {"optimizer steps": steps}
+    if budget.steps_per_epoch and steps is not None:
+        epochs = dataclasses.replace(budget, global_step=steps).epochs_completed
+        out["epochs completed"] = f"{epochs:.3g} ({steps} of {budget.steps_per_epoch} steps per epoch)"
+    out["batch size per device"] = budget.batch_size_per_device
+    if budget.world_size:
+        out["devices"] = f"{budget.world_size} ({budget.num_nodes or 1} node(s))"
+    if budget.global_batch_size:
+        out["global batch size"] = budget.global_batch_size
+        if steps is not None:
+            out["images seen (steps x global batch)"] = steps * budget.global_batch_size
+    out["trainer.max_epochs"], out["trainer.max_steps"] = budget.max_epochs, budget.max_steps
+    out["precision"] = budget.precision
     loss = _last_logged(source.run_dir / "metrics.csv" if source.run_dir else None, "train/loss")
     if loss is not None:
-        budget["last logged train/loss (metrics.csv)"] = loss
+        out["last logged train/loss (metrics.csv)"] = loss
     if source.deepspeed:
-        budget["checkpoint"] = "DeepSpeed (converted to fp32 with zero_to_fp32)"
-    return {k: v for k, v in budget.items() if v is not None}
+        out["checkpoint"] = "DeepSpeed (converted to fp32 with zero_to_fp32)"
+    return {k: v for k, v in out.items() if v is not None}
 
 
 def _last_logged(metrics_csv: Path | None, column: str) -> str | None:
@@ -101,21 +91,12 @@ def _last_logged(metrics_csv: Path | None, column: str) -> str | None:
     return values[-1] if values else None
 
 
-def _datasets(config: dict[str, Any] | None, extra: list[str | None]) -> list[str]:
-    """Dataset names from the shards' ``manifest.json`` ``source`` field."""
-    data = ((config or {}).get("data") or {}).get("init_args") or {}
+def _dataset_names(record: RunRecord | None, extra: str | None) -> list[str]:
+    """The training data's name from the shards' manifest (recorded by the run), plus ``--train-shards``'."""
     names: list[str] = []
-    for shards in [data.get("train_shards"), *extra]:
-        if not isinstance(shards, str):
-            continue
-        path = Path(shards)
-        manifest = path / "manifest.json" if path.is_dir() else path.with_name("manifest.json")
-        try:
-            name = str(json.loads(manifest.read_text())["source"]).split(":")[0]
-        except (OSError, ValueError, KeyError, TypeError):  # no manifest only costs the card a name
-            continue
-        if name and name not in names:
-            names.append(name)
+    for dataset in (record.train if record else None, dataset_from_manifest(extra)):
+        if dataset is not None and dataset.name and dataset.name not in names:
+            names.append(dataset.name)
     return names
 
 
@@ -170,34 +151,37 @@ def publish(source_path: str | Path, out: str | Path, options: PublishOptions | 
     return out
 
 
+def _preprocessing(source: Source, record: RunRecord | None, backbone: Any, options: PublishOptions) -> dict[str, Any]:
+    """The card's and ``config.json``'s preprocessing: the same resolution ``sslkit eval`` uses."""
+    pre, sources = resolve_preprocessing(record, backbone_img_size(backbone), options.input_size, options.resize,
+                                         options.mean, options.std)
+    return {**pre.as_dict(), "crop_pct": pre.input_size / pre.resize, "source": sources}
+
+
 def _write(source: Source, staging: Path, out: Path, options: PublishOptions) -> None:
     hparams = dict(source.objective.hparams)
     arch = architecture_from_hparams(hparams)
     backbone, which = select_backbone(source.objective, options.which)
     _, default_which = select_backbone(source.objective, None)
-    config = source.config()
-    run_results = [r for _, r in source.results]
-    pre = resolve_preprocessing(backbone, config, run_results, options.input_size, options.resize,
-                                options.mean, options.std)
+    record = from_checkpoint(source.raw)
+    pre = _preprocessing(source, record, backbone, options)
     state = export_state_dict(backbone)
     check_roundtrip(backbone, arch, state, (int(arch.model_args.get("in_chans", 3)), pre["input_size"], pre["input_size"]))
     save_file(state, str(staging / "model.safetensors"), metadata={"format": "pt"})
 
     checkpoint_sha = file_sha256(source.checkpoint)
     class_path = source.raw["sslkit_objective"]
-    provenance = {"objective": class_path, "backbone": which, "checkpoint_sha256": checkpoint_sha, **_versions()}
+    provenance = {"objective": class_path, "backbone": which, "checkpoint_sha256": checkpoint_sha, **package_versions()}
     hub_cfg = hub_config(backbone, arch, pre, options.license, provenance)
     (staging / "config.json").write_text(json.dumps(hub_cfg, indent=2) + "\n")
-    (staging / CONFIG_FILE).write_text(_training_config(source, config))
+    (staging / CONFIG_FILE).write_text(_training_config(source, source.config()))
 
-    datasets = _datasets(config, [options.train_shards])
-    results = _copy_results(source, staging, checkpoint_sha, which == default_which, datasets)
+    results = _copy_results(source, staging, checkpoint_sha, which == default_which)
     if options.train_shards and options.val_shards:
         from sslkit.publish.evaluate import knn_on_published
 
         path, result = knn_on_published(staging, options, source.checkpoint, pre)
-        results.insert(0, _card_result(result, path.relative_to(staging).as_posix(), "published weights",
-                                       (_datasets(None, [options.val_shards]) or datasets or [None])[0]))
+        results.insert(0, _card_result(result, path.relative_to(staging).as_posix(), "published weights"))
     elif bool(options.train_shards) != bool(options.val_shards):
         raise PublishError("kNN needs both --train-shards and --val-shards")
 
@@ -210,41 +194,46 @@ def _write(source: Source, staging: Path, out: Path, options: PublishOptions) ->
         "which": which,
         "default_which": default_which,
         "hparams": {k: v for k, v in hparams.items() if not k.startswith("_")},
-        "budget": _budget(source, config),
-        "datasets": datasets,
+        "budget": _budget(source, record),
+        "datasets": _dataset_names(record, options.train_shards),
         "preprocessing": pre,
         "checkpoint_sha256": checkpoint_sha,
         "config_file": CONFIG_FILE,
     }
-    card = render_card(meta, arch, hub_cfg, [r for r in results if r is not None], str(out.resolve()), options.repo_id)
+    written = sorted(p.relative_to(staging).as_posix() for p in staging.rglob("*") if p.is_file())
+    meta["files"] = sorted({*written, "README.md", "SHA256SUMS"})
+    card = render_card(meta, arch, hub_cfg, [r for r in results if r is not None], out.name, options.repo_id)
     (staging / "README.md").write_text(card)
     write_sums(staging)
 
 
-def _card_result(result: dict[str, Any], file: str, measured_on: str, dataset: str | None) -> CardResult | None:
+def _card_result(result: dict[str, Any], file: str, measured_on: str) -> CardResult | None:
+    """A result as the card lists it; its dataset is the one its own queries came from."""
     head = headline(result)
     if head is None:
         return None
     metric, value, args = head
-    return CardResult(result["protocol"], metric, value, args, measured_on, file, dataset)
+    return CardResult(result["protocol"], metric, value, args, measured_on, file, result_dataset(result))
 
 
-def _copy_results(
-    source: Source, staging: Path, checkpoint_sha: str, default_backbone: bool, datasets: list[str]
-) -> list[CardResult | None]:
-    """Copy the run's eval JSONs into ``eval/`` and describe what each measured."""
+def result_dataset(result: dict[str, Any]) -> str | None:
+    """The dataset a result was measured on: its query features' recorded dataset, else their manifest."""
+    val = ((result.get("features") or {}).get("val")) or {}
+    if val.get("dataset"):
+        return str(val["dataset"])
+    dataset = dataset_from_manifest(val.get("shards")) if isinstance(val.get("shards"), str) else None
+    return dataset.name if dataset else None
+
+
+def _copy_results(source: Source, staging: Path, checkpoint_sha: str, default_backbone: bool) -> list[CardResult | None]:
+    """Copy into ``eval/`` the results measured on this very checkpoint (sha256 match); others are left out."""
     results: list[CardResult | None] = []
-    for num, (path, result) in enumerate(source.results):
+    matching = [(p, r) for p, r in source.results if (r.get("checkpoint") or {}).get("sha256") == checkpoint_sha]
+    for num, (path, result) in enumerate(matching):
         dest = staging / "eval" / f"{num:02d}_{path.name}"
         dest.parent.mkdir(exist_ok=True)
         shutil.copyfile(path, dest)
-        same = (result.get("checkpoint") or {}).get("sha256") == checkpoint_sha
-        if same and default_backbone:
-            measured_on = "this checkpoint's evaluation backbone (= these weights)"
-        elif same:
-            measured_on = "this checkpoint's default evaluation backbone (NOT the weights published here)"
-        else:
-            measured_on = "another checkpoint of this run (sha256 differs)"
-        results.append(_card_result(result, dest.relative_to(staging).as_posix(), measured_on,
-                                    datasets[0] if datasets else None))
+        measured_on = ("this checkpoint's evaluation backbone (= these weights)" if default_backbone else
+                       "this checkpoint's default evaluation backbone (NOT the weights published here)")
+        results.append(_card_result(result, dest.relative_to(staging).as_posix(), measured_on))
     return results

@@ -115,12 +115,10 @@ def convert_deepspeed(folder: Path, output_file: Path) -> Path:
     """A DeepSpeed (ZeRO) checkpoint folder → one fp32 Lightning checkpoint file, loading weights only.
 
     Uses the scale-out converter (:func:`sslkit.distributed.zero.convert_checkpoint`: ``zero_to_fp32``
-    plus the fp32 EMA shadows) when present, else Lightning's ``convert_zero_checkpoint_to_fp32_state_dict``.
+    plus the fp32 EMA shadows).
     """
-    try:
-        from sslkit.distributed.zero import convert_checkpoint
-    except ImportError:  # the scale-out package may not be there
-        from lightning.pytorch.utilities.deepspeed import convert_zero_checkpoint_to_fp32_state_dict as convert_checkpoint
+    from sslkit.distributed.zero import convert_checkpoint
+
     try:
         with weights_only_torch_load(_deepspeed_safe_globals()):
             convert_checkpoint(folder, output_file)
@@ -173,14 +171,18 @@ def select_backbone(objective: SSLObjective, which: str | None) -> tuple[nn.Modu
 
 
 def find_results(run_dir: Path, exclude: Path | None = None, limit: int = 100) -> list[tuple[Path, dict[str, Any]]]:
-    """Eval result JSONs (``sslkit.evaluation.results.write_result``) anywhere under ``run_dir``.
+    """Eval result JSONs (``sslkit.evaluation.results.write_result``) under ``run_dir`` or registered in its
+    ``eval/results.jsonl`` (results written elsewhere with ``--out``).
 
     Hidden folders (staging) and ``exclude`` (a previously published folder) are skipped.
     """
+    from sslkit.evaluation.results import registered_results
+
     found: list[tuple[Path, dict[str, Any]]] = []
     skip = exclude.resolve() if exclude is not None else None
-    for path in sorted(run_dir.rglob("*.json")):
-        rel = path.relative_to(run_dir)
+    inside = sorted(run_dir.rglob("*.json"))
+    for path in [*inside, *(p for p in registered_results(run_dir) if p.resolve() not in {q.resolve() for q in inside})]:
+        rel = path.relative_to(run_dir) if path.is_relative_to(run_dir) else Path(path.name)
         if any(part.startswith(".") for part in rel.parts[:-1]) or (skip and path.resolve().is_relative_to(skip)):
             continue
         if len(found) >= limit or path.stat().st_size > MAX_RESULT_BYTES:

@@ -10,6 +10,7 @@ import torch
 from PIL import Image
 
 from sslkit.data.writer import ShardWriter
+from sslkit.errors import UserError
 from sslkit.evaluation.cli import main
 from sslkit.evaluation.feature_store import load_features
 from sslkit.evaluation.results import file_sha256
@@ -84,5 +85,5 @@ def test_extract_knn_probe_report(setup):
 
 
 def test_knn_without_features_or_checkpoint_fails_clearly(tmp_path):
-    with pytest.raises(SystemExit, match="--ckpt"):
+    with pytest.raises(UserError, match="--ckpt"):
         main(["knn", "--features", str(tmp_path / "none")])

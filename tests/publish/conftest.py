@@ -16,9 +16,9 @@ import torch
 import yaml
 
 from sslkit.data import ImageSource, ShardDataModule, open_source, write_shards
+from tests.conftest import TINY_VIT
 
 MEAN, STD = [0.4914, 0.4822, 0.4465], [0.2470, 0.2435, 0.2616]
-TINY_VIT = {"img_size": 32, "patch_size": 8, "depth": 2, "embed_dim": 48, "num_heads": 3}
 
 
 @pytest.fixture(scope="session")
@@ -59,16 +59,16 @@ def _objective(kind: str) -> tuple[L.LightningModule, Callable, Callable | None]
 
 
 def train_run(kind: str, shards: Path, run_dir: Path, steps: int = 2) -> Path:
-    """Fit ``kind`` for ``steps`` on CPU and lay the result out as an sslkit run directory."""
+    """Fit ``kind`` for ``steps`` on CPU and lay the result out as an sslkit run directory.
+
+    The checkpoint carries the run record that ``sslkit pretrain`` writes (dataset from the manifest,
+    budget from the trainer, preprocessing from the eval transform), via the same callback.
+    """
+    from sslkit.callbacks.run_record import RunRecorder
+    from sslkit.preflight import run_record
+
     torch.manual_seed(0)
     model, views, collate = _objective(kind)
-    dm = ShardDataModule(shards, batch_size_per_device=8, num_workers=0, train_transform=views, collate_fn=collate,
-                         shuffle_buffer=16, persistent_workers=False, pin_memory=False)
-    trainer = L.Trainer(accelerator="cpu", devices=1, max_steps=steps, max_epochs=1, logger=False,
-                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                        default_root_dir=run_dir)
-    trainer.fit(model, datamodule=dm)
-    trainer.save_checkpoint(run_dir / "checkpoints" / "last.ckpt")
     hparams = {k: v for k, v in dict(model.hparams).items() if not k.startswith("_")}
     config: dict[str, Any] = {
         "seed_everything": 0,
@@ -79,6 +79,14 @@ def train_run(kind: str, shards: Path, run_dir: Path, steps: int = 2) -> Path:
             "eval_transform": {"class_path": "sslkit.transforms.EvalTransform",
                                "init_args": {"input_size": 32, "mean": MEAN, "std": STD}}}},
     }
+    dm = ShardDataModule(shards, batch_size_per_device=8, num_workers=0, train_transform=views, collate_fn=collate,
+                         shuffle_buffer=16, persistent_workers=False, pin_memory=False)
+    recorder = RunRecorder(run_record(config["model"], config["data"], [f"test/{kind}"], str(run_dir)), run_dir)
+    trainer = L.Trainer(accelerator="cpu", devices=1, max_steps=steps, max_epochs=1, logger=False,
+                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                        default_root_dir=run_dir, callbacks=[recorder])
+    trainer.fit(model, datamodule=dm)
+    trainer.save_checkpoint(run_dir / "checkpoints" / "last.ckpt")
     (run_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     (run_dir / "metrics.csv").write_text("epoch,step,train/loss\n" + "".join(f"0,{s},1.0\n" for s in range(steps)))
     return run_dir

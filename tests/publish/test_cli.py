@@ -32,7 +32,7 @@ def test_bare_checkpoint_student_and_overwrite(trained_run, tmp_path, capsys) ->
     assert "**student** weights" in card and "Not evaluated" in card and "license: mit" in card
     assert "No run directory" in (out / "training_config.yaml").read_text()
 
-    assert sslkit_main(args) == 1  # a non-empty --out is never replaced silently
+    assert sslkit_main(args) == 2  # a non-empty --out is never replaced silently
     assert "pass --overwrite" in capsys.readouterr().err
     assert sslkit_main([*args, "--overwrite"]) == 0
     verify_sums(out)
@@ -40,7 +40,7 @@ def test_bare_checkpoint_student_and_overwrite(trained_run, tmp_path, capsys) ->
 
 def test_which_teacher_without_a_teacher_is_a_clear_error(trained_run, tmp_path, capsys) -> None:
     run_dir = trained_run("simclr_resnet18")
-    assert sslkit_main(["publish", str(run_dir), "--out", str(tmp_path / "o"), "--which", "teacher"]) == 1
+    assert sslkit_main(["publish", str(run_dir), "--out", str(tmp_path / "o"), "--which", "teacher"]) == 2
     assert "SimCLR has no EMA teacher" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
 
@@ -83,7 +83,7 @@ def test_hub_unreachable_fails_fast_keeps_the_folder_and_stays_on_loopback(train
                           capture_output=True, text=True, env=env, timeout=180)
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = {line.split(" ", 1)[0]: line.split(" ", 1)[1] for line in proc.stdout.splitlines() if " " in line}
-    assert lines["RC"] == "1"
+    assert lines["RC"] == "2"  # a user error: exit 2
     assert "could not reach the Hub" in proc.stderr and f"the folder {out} is intact" in proc.stderr
     seconds, message = lines["PUSH"].split(" ", 1)
     assert float(seconds) < 10 and message.startswith("could not reach the Hub: ")

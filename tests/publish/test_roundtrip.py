@@ -83,8 +83,8 @@ def fresh_process_features(
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "2"}
     s = splits(shards)
     proc = subprocess.run([sys.executable, "-c", CHILD, str(folder), s["train"], s["val"], str(out), ",".join(modes)],
-                          capture_output=True, text=True, env=env, timeout=120)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+                          capture_output=True, text=True, env=env, timeout=120, cwd=folder.parent)
+    assert proc.returncode == 0, proc.stderr[-3000:]  # the card's paths are relative: run beside the folder
     return {m: {split: dict(np.load(f"{out}_{m}_{split}.npz")) for split in ("train", "val")} for m in modes}
 
 

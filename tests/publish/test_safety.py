@@ -13,7 +13,7 @@ import torch
 
 from sslkit.objectives.loading import load_objective, read_checkpoint
 from sslkit.publish import ChecksumError, load_pretrained, publish, write_sums
-from sslkit.publish.cli import main as publish_main
+from sslkit.cli import main as sslkit_main
 from tests.publish.helpers import Payload
 
 
@@ -72,7 +72,7 @@ def test_malicious_pickle_is_never_executed(trained_run, tmp_path, capsys) -> No
         load_pretrained(evil)
     with pytest.raises(ValueError, match="refusing to load"):
         publish(evil, tmp_path / "out_api")
-    assert publish_main([str(evil), "--out", str(tmp_path / "out_cli")]) == 1
+    assert sslkit_main(["publish", str(evil), "--out", str(tmp_path / "out_cli")]) == 2
     assert "refusing to load" in capsys.readouterr().err
     assert not (tmp_path / "out_cli").exists() and not (tmp_path / "out_api").exists()
     assert not list(tmp_path.glob(".out_*"))  # no staging folder left behind
