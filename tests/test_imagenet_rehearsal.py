@@ -35,6 +35,9 @@ HEAD_SHRINK = {  # the parts sized after the backbone (an 8192-wide projector al
     "VICReg": {"proj_hidden_dim": 64, "proj_output_dim": 64},
     "MoCoV3": {"proj_hidden_dim": 64},
     "DINO": {"proj_hidden_dim": 64, "proj_bottleneck_dim": 32},  # the 65536 prototypes stay
+    "DINOv2": {"proj_hidden_dim": 64, "proj_bottleneck_dim": 32},
+    "SwAV": {"proj_hidden_dim": 64},
+    "LeJEPA": {"proj_hidden_dim": 64},
     "IJEPA": {"predictor_embed_dim": 64, "predictor_depth": 1, "predictor_num_heads": 2},
     "MAE": {"decoder_embed_dim": 64, "decoder_depth": 1, "decoder_num_heads": 2},
 }
@@ -89,6 +92,12 @@ def check_masks(batch: dict[str, Any], recipe: dict[str, Any]) -> None:
         return
     args = collate["init_args"]
     num_patches = (args["input_size"] // args["patch_size"]) ** 2  # 196 at 224/16, 256 at 224/14
+    if collate["class_path"].endswith("IBOTMaskCollator"):  # iBOT/DINOv2: one mask row per global crop
+        masks = batch["masks_ibot"]
+        assert masks.shape == (2 * 2, num_patches) and masks.dtype == torch.bool
+        masked = masks.sum(dim=1)
+        assert masked.max() <= args["mask_ratio"][1] * num_patches and (masked == 0).any()
+        return
     target = batch["masks_target"]
     assert 0 <= int(target.min()) and int(target.max()) < num_patches
     if "mask_ratio" in args and "masks_context" in batch:  # MAE: visible + masked = every patch, once
@@ -132,7 +141,8 @@ def test_imagenet_recipe_rehearsal(path: Path, jpeg_shards: Path, tmp_path: Path
 
 def test_every_method_has_an_imagenet_recipe() -> None:
     names = {p.relative_to(RECIPES).parts[0] for p in IMAGENET_RECIPES}
-    assert {"simclr", "byol", "barlowtwins", "vicreg", "mocov3", "dino", "mae", "simmim", "ijepa"} <= names
+    assert {"simclr", "byol", "barlowtwins", "vicreg", "mocov3", "dino", "mae", "simmim", "ijepa",
+            "swav", "ibot", "dinov2", "lejepa"} <= names
     for path in IMAGENET_RECIPES:
         assert path.read_text().startswith("# "), f"{path}: a recipe starts with its paper"
         assert "Reproduces" in path.read_text(), f"{path}: name the table it reproduces"
