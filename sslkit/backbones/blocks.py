@@ -31,7 +31,7 @@ def make_blocks(
     norm_layer: Callable[[int], nn.Module] = partial(nn.LayerNorm, eps=1e-6),
 ) -> nn.Sequential:
     """timm pre-norm ``Block`` s with :class:`~sslkit.backbones.attention.Attention` (fused only)."""
-    dpr = torch.linspace(0, drop_path_rate, depth).tolist()
+    dpr = torch.linspace(0, drop_path_rate, depth, device="cpu").tolist()  # plain floats, also under a meta device
     return nn.Sequential(
         *[
             Block(dim, num_heads, mlp_ratio, qkv_bias=qkv_bias, drop_path=dpr[i], norm_layer=norm_layer, attn_layer=Attention)
