@@ -59,11 +59,16 @@ def iter_recipes(root: Path | None = None) -> Iterator[tuple[str, Path]]:
 
 
 def describe(path: Path) -> tuple[str, str]:
-    """``(objective class name, the recipe's first comment line)`` read from the file itself."""
+    """``(objective class name, the recipe's first comment line)``; the objective may come from a base."""
+    from sslkit.config import load_recipe
+
     text = path.read_text()
     first = text.splitlines()[0].lstrip("# ").strip() if text.startswith("#") else ""
-    match = re.search(r"class_path:\s*sslkit\.objectives\.(\w+)", text)
-    return (match.group(1) if match else "?"), first
+    try:
+        class_path = str((load_recipe(path).get("model") or {}).get("class_path") or "?")
+    except (OSError, ValueError, yaml.YAMLError):  # a broken recipe still gets listed
+        class_path = "?"
+    return class_path.rpartition(".")[2], first
 
 
 def list_recipes() -> str:
