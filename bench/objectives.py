@@ -44,9 +44,10 @@ from sslkit.data import ShardDataModule, build_eval_loader, open_source, write_s
 from sslkit.evaluation.features import Pooling, extract_features
 from sslkit.evaluation.knn import knn_classify, knn_key
 from sslkit.evaluation.rankme import rankme
-from sslkit.masking import MultiBlockMaskCollator, RandomMaskCollator, SimMIMMaskCollator
+from sslkit.masking import IBOTMaskCollator, MultiBlockMaskCollator, RandomMaskCollator, SimMIMMaskCollator
 from sslkit.objectives import (
-    BYOL, CARE, DINO, IJEPA, MAE, BarlowTwins, MoCoV3, SimCLR, SimMIM, SSLObjective, TiCo, VICReg,
+    BYOL, CARE, DINO, IJEPA, MAE, MSN, NNCLR, BarlowTwins, DINOv2, LeJEPA, MoCoV3, SimCLR, SimMIM, SimSiam,
+    SSLObjective, SwAV, TiCo, VICReg,
 )
 from sslkit.transforms import (
     BYOLViews, EvalTransform, MaskedImageViews, MultiCropViews, SharedAugmentCollator, SimCLRViews, WithOriginal,
@@ -203,10 +204,61 @@ def build_care(s: Setup) -> Built:
     return Built(model, WithOriginal(_two_views(s)), collate, notes="SimCLR views + 16-image shared-augment groups")
 
 
+def _multicrop(s: Setup, num_local: int = 2) -> MultiCropViews:
+    return MultiCropViews(global_crop_size=s.image_size, local_crop_size=s.image_size // 2, num_local_views=num_local,
+                          blur_probs=(0.0, 0.0, 0.0), mean=MEAN, std=STD)
+
+
+def build_dinov2(s: Setup, ibot: bool = False) -> Built:
+    # iBOT = DINOv2 without KoLeo and Sinkhorn-Knopp (running-mean centring), as recipes/ibot/.
+    extra = {"centering": "centering", "koleo_weight": 0.0} if ibot else {}
+    model = DINOv2(backbone=BACKBONE, backbone_kwargs=s.backbone_kwargs(dynamic_img_size=True), proj_hidden_dim=1024,
+                   proj_bottleneck_dim=256, proj_output_dim=4096, freeze_last_layer_epochs=0,
+                   warmup_teacher_temp_epochs=0.3 * s.run_epochs, ema_momentum=s.ema_start, ema_momentum_end=s.ema_end,
+                   **extra, **s.optim(weight_decay=0.04))
+    masks = IBOTMaskCollator(input_size=s.image_size, patch_size=s.patch_size, mask_ratio=(0.1, 0.5), mask_probability=0.5)
+    return Built(model, _multicrop(s), masks, notes="DINO's crops + block masks on half the global crops")
+
+
+def build_lejepa(s: Setup) -> Built:
+    model = LeJEPA(backbone=BACKBONE, backbone_kwargs=s.backbone_kwargs(dynamic_img_size=True), proj_hidden_dim=1024,
+                   proj_output_dim=128, **s.optim())
+    return Built(model, _multicrop(s), notes="2 global + 2 local crops, lambda 0.05")
+
+
+def build_swav(s: Setup) -> Built:
+    model = SwAV(backbone=BACKBONE, backbone_kwargs=s.backbone_kwargs(dynamic_img_size=True), proj_hidden_dim=1024,
+                 proj_output_dim=128, num_prototypes=300, queue_size=1024, queue_start_epoch=0,
+                 freeze_prototypes_steps=50, **s.optim())
+    return Built(model, _multicrop(s), notes="300 prototypes, 1,024-feature queues, prototypes frozen 50 steps")
+
+
+def build_msn(s: Setup) -> Built:
+    model = MSN(backbone=BACKBONE, backbone_kwargs=s.backbone_kwargs(dynamic_img_size=True), proj_hidden_dim=1024,
+                proj_output_dim=256, num_prototypes=1024, ema_momentum=s.ema_start, ema_momentum_end=s.ema_end,
+                **s.optim())
+    collate = RandomMaskCollator(input_size=s.image_size, patch_size=s.patch_size, mask_ratio=0.3)
+    return Built(model, _multicrop(s), collate, notes="30% of the anchor's patches dropped, 2 focal crops")
+
+
+def build_nnclr(s: Setup) -> Built:
+    model = NNCLR(backbone=BACKBONE, backbone_kwargs=s.backbone_kwargs(), proj_hidden_dim=1024, proj_output_dim=256,
+                  pred_hidden_dim=1024, support_set_size=4096, temperature=0.2, gather_distributed=False, **s.optim())
+    return Built(model, _two_views(s), notes="support set 4,096")
+
+
+def build_simsiam(s: Setup) -> Built:
+    model = SimSiam(backbone=BACKBONE, backbone_kwargs=s.backbone_kwargs(), proj_hidden_dim=1024, proj_output_dim=1024,
+                    pred_hidden_dim=256, **s.optim())
+    return Built(model, _two_views(s))
+
+
 METHODS: dict[str, Callable[[Setup], Built]] = {
     "SimCLR": build_simclr, "E-SSL": build_essl, "MoCoV3": build_mocov3, "TiCo": build_tico, "BYOL": build_byol,
     "VICReg": build_vicreg, "BarlowTwins": build_barlowtwins, "DINO": build_dino, "CARE": build_care,
     "IJEPA": build_ijepa, "MAE": build_mae, "SimMIM": build_simmim,
+    "DINOv2": build_dinov2, "iBOT": lambda s: build_dinov2(s, ibot=True), "LeJEPA": build_lejepa, "SwAV": build_swav,
+    "MSN": build_msn, "NNCLR": build_nnclr, "SimSiam": build_simsiam,
 }
 
 
