@@ -9,7 +9,7 @@ import yaml
 
 from sslkit.config import load_recipe
 from sslkit.errors import UserError
-from sslkit.errors import UserError
+from sslkit.masking.grid import check_mask_grid
 from sslkit.objectives.base import SSLObjective
 from sslkit.training import SSLCLI, build_cli
 
@@ -36,6 +36,7 @@ def test_recipe_instantiates(path: Path, tmp_path: Path) -> None:
     assert isinstance(cli.model, SSLObjective)
     assert cli.datamodule is not None
     assert cli.trainer.max_epochs == recipe["trainer"]["max_epochs"]
+    check_mask_grid(getattr(cli.datamodule, "collate_fn", None), cli.model.backbone, str(path))  # what setup checks
 
 
 def test_misspelled_key_names_it_the_file_and_the_fix(tmp_path: Path) -> None:

@@ -109,6 +109,7 @@ class IBOTMaskCollator:
         if not 0.0 <= mask_ratio[0] <= mask_ratio[1] < 1.0 or not 0.0 <= mask_probability <= 1.0:
             raise ValueError(f"need 0 <= mask_ratio[0] <= mask_ratio[1] < 1 and mask_probability in [0, 1], "
                              f"got {tuple(mask_ratio)} and {mask_probability}")
+        self.input_size, self.patch_size = input_size, patch_size  # checked against the backbone (grid.py)
         self.grid = (input_size // patch_size,) * 2
         self.mask_ratio = (float(mask_ratio[0]), float(mask_ratio[1]))
         self.mask_probability = mask_probability

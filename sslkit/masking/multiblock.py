@@ -164,6 +164,7 @@ class MultiBlockMaskCollator:
     ) -> None:
         if input_size % patch_size:
             raise ValueError(f"input_size {input_size} is not a multiple of patch_size {patch_size}")
+        self.input_size, self.patch_size = input_size, patch_size  # checked against the backbone (grid.py)
         self.grid = (input_size // patch_size, input_size // patch_size)
         self.num_targets = num_targets
         self.target_scale = tuple(target_scale)

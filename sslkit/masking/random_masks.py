@@ -78,6 +78,7 @@ class RandomMaskCollator:
     ) -> None:
         if input_size % patch_size:
             raise ValueError(f"input_size {input_size} is not a multiple of patch_size {patch_size}")
+        self.input_size, self.patch_size = input_size, patch_size  # checked against the backbone (grid.py)
         self.num_patches = (input_size // patch_size) ** 2
         self.mask_ratio = mask_ratio
         self.seed = seed
@@ -122,6 +123,7 @@ class SimMIMMaskCollator:
                 f"need input_size ({input_size}) % mask_patch_size ({mask_patch_size}) == 0 and "
                 f"mask_patch_size % patch_size ({patch_size}) == 0"
             )
+        self.input_size, self.patch_size = input_size, patch_size  # checked against the backbone (grid.py)
         self.grid = input_size // patch_size
         self.mask_unit = mask_patch_size // patch_size
         self.mask_ratio = mask_ratio

@@ -13,6 +13,7 @@ import torch
 from lightning.pytorch.plugins.precision import MixedPrecision
 from torch import nn
 
+from sslkit.masking.grid import check_mask_grid
 from sslkit.optim import build_optimizer, param_groups, warmup_cosine
 
 
@@ -92,6 +93,11 @@ class SSLObjective(L.LightningModule):
 
         sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def setup(self, stage: str) -> None:
+        # The data module's mask collator and the backbone must share one patch grid: refuse before step 0.
+        collator = getattr(getattr(self.trainer, "datamodule", None), "collate_fn", None)
+        check_mask_grid(collator, getattr(self, "backbone", None), type(self).__name__)
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=True, on_epoch=False)

@@ -1,25 +1,12 @@
-"""Fixtures for distributed tests: digit shards small enough for a few CPU steps per epoch."""
+"""Fixtures for distributed tests: a local SLURM cluster (digit shards come from tests/conftest.py)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-from sslkit.data import ImageSource, open_source, write_shards
+from tests.conftest import NUM_DIGITS
 
-NUM_SAMPLES = 64
-
-
-@pytest.fixture(scope="session")
-def digit_shards(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """64 real 32-px digits in four shards of 16 (the folder holds manifest.json)."""
-    out = tmp_path_factory.mktemp("digit_shards")
-    source = open_source("digits", split="train", size=32)
-    samples = [s for _, s in zip(range(NUM_SAMPLES), source)]
-    subset = ImageSource(source.name, source.class_names, len(samples), lambda: iter(samples))
-    write_shards(subset, out, prefix="digits", max_samples_per_shard=16, progress=False)
-    return out
+NUM_SAMPLES = NUM_DIGITS  # in tests/conftest.py's digit_shards
 
 
 @pytest.fixture(scope="session")

@@ -17,9 +17,9 @@ from PIL import Image, ImageOps
 
 from sslkit.callbacks.sample_log import read_key_log
 from sslkit.data.collate import pil_to_tensor
+from tests.conftest import TINY_VIT
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-TINY_VIT = {"img_size": 32, "patch_size": 8, "depth": 2, "embed_dim": 48, "num_heads": 3}
 
 
 class FixedViews:

@@ -9,8 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from sslkit.objectives import VICReg
-
-TINY_VIT = {"img_size": 32, "patch_size": 8, "depth": 2, "embed_dim": 48, "num_heads": 3}
+from tests.conftest import TINY_VIT
 
 
 def _off_diagonal(x: torch.Tensor) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""Fixtures for objective tests: a few real digits written to shards, and a two-step CPU fit."""
+"""Fixtures for objective tests: a two-step CPU fit on tests/conftest.py's digit shards."""
 
 from __future__ import annotations
 
@@ -10,18 +10,7 @@ import lightning as L
 import pytest
 import torch
 
-from sslkit.data import ImageSource, ShardDataModule, open_source, write_shards
-
-
-@pytest.fixture(scope="session")
-def digit_shards(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """64 real 32-px digits in two shards (the shard directory holds manifest.json)."""
-    out = tmp_path_factory.mktemp("digit_shards")
-    source = open_source("digits", split="train", size=32)
-    samples = [s for _, s in zip(range(64), source)]
-    first64 = ImageSource(source.name, source.class_names, len(samples), lambda: iter(samples))
-    write_shards(first64, out, prefix="digits", max_samples_per_shard=32, progress=False)
-    return out
+from sslkit.data import ShardDataModule
 
 
 @pytest.fixture

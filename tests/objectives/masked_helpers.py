@@ -9,8 +9,9 @@ import torch
 from torch import nn
 
 from sslkit.data import ShardDataModule
+from tests.conftest import TINY_VIT as PLAIN_VIT
 
-TINY_VIT = {"img_size": 32, "patch_size": 4, "depth": 2, "embed_dim": 48, "num_heads": 3}
+TINY_VIT = {**PLAIN_VIT, "patch_size": 4}  # an 8 x 8 grid: masks need patches to choose from
 
 
 def block_token_counts(encoder: nn.Module, run: Callable[[], Any]) -> list[int]:

@@ -6,8 +6,8 @@ import torch
 from torch import nn
 
 from sslkit.transforms import MultiCropViews, SimCLRViews
+from tests.conftest import TINY_VIT
 
-TINY_VIT = {"img_size": 32, "patch_size": 8, "depth": 2, "embed_dim": 48, "num_heads": 3}
 TINY_VIT_DYNAMIC = {**TINY_VIT, "dynamic_img_size": True}  # 16-px local crops
 
 

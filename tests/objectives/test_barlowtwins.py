@@ -8,8 +8,7 @@ import torch
 
 from sslkit.objectives import BarlowTwins
 from sslkit.transforms import BYOLViews
-
-TINY_VIT = {"img_size": 32, "patch_size": 8, "depth": 2, "embed_dim": 48, "num_heads": 3}
+from tests.conftest import TINY_VIT
 
 
 def test_two_step_fit(fit_steps) -> None:

@@ -25,10 +25,10 @@ from sslkit.transforms import (
     WithOriginal,
     WithRotationView,
 )
+from tests.conftest import TINY_VIT
 
-VIT = {"backbone": "vit_tiny_patch16_224",
-       "backbone_kwargs": {"img_size": 32, "patch_size": 8, "depth": 2, "embed_dim": 48, "num_heads": 3}}
-MASKED_VIT = {"img_size": 32, "patch_size": 4, "depth": 2, "embed_dim": 48, "num_heads": 3}
+VIT = {"backbone": "vit_tiny_patch16_224", "backbone_kwargs": TINY_VIT}
+MASKED_VIT = {**TINY_VIT, "patch_size": 4}
 HEAD = {"proj_hidden_dim": 64, "proj_output_dim": 32}
 TWO_VIEWS = BYOLViews(input_size=32, blur_probs=(0.0, 0.0))
 ROTATION = {"class_path": "sslkit.objectives.rotation.FourFoldRotation"}

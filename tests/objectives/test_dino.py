@@ -10,8 +10,9 @@ import torch
 
 from sslkit.objectives import DINO, load_objective
 from sslkit.transforms import MultiCropViews
+from tests.conftest import TINY_VIT as PLAIN_VIT
 
-TINY_VIT = {"img_size": 32, "patch_size": 8, "depth": 2, "embed_dim": 48, "num_heads": 3, "dynamic_img_size": True}
+TINY_VIT = {**PLAIN_VIT, "dynamic_img_size": True}
 
 
 def test_two_step_multicrop_fit(fit_steps, tmp_path) -> None:

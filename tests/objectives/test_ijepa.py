@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from sslkit.errors import UserError
 from sslkit.losses.ijepa import ijepa_loss, ijepa_targets
 from sslkit.masking import MultiBlockMaskCollator
 from sslkit.objectives import IJEPA
@@ -95,3 +96,11 @@ def test_two_step_fit(fit_steps, augment: bool) -> None:
     assert math.isfinite(float(trainer.callback_metrics["train/loss"]))
     assert any(not torch.equal(a, b) for a, b in zip(teacher_before, model.teacher_backbone.parameters()))
     assert all(p.grad is None and not p.requires_grad for p in model.teacher_backbone.parameters())
+
+
+def test_collator_disagreeing_with_the_backbone_fails_before_the_first_step(fit_steps) -> None:
+    model = _model()  # 32 px, 4-px patches
+    before = [p.detach().clone() for p in model.backbone.parameters()]
+    with pytest.raises(UserError, match=r"^IJEPA: the mask collator's patch_size=8 but the backbone's patch_size=4"):
+        fit_steps(model, MaskedImageViews(input_size=32), collate_fn=MultiBlockMaskCollator(32, 8, min_keep=1))
+    assert all(torch.equal(a, b) for a, b in zip(before, model.backbone.parameters()))

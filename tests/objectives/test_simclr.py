@@ -10,8 +10,7 @@ from lightly.loss import NTXentLoss
 
 from sslkit.objectives import SimCLR, load_objective
 from sslkit.transforms import SimCLRViews
-
-TINY_VIT = {"img_size": 32, "patch_size": 8, "depth": 2, "embed_dim": 48, "num_heads": 3}
+from tests.conftest import TINY_VIT
 
 
 def _ntxent_formula(z_a: torch.Tensor, z_b: torch.Tensor, t: float) -> torch.Tensor:

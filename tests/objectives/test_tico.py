@@ -6,8 +6,7 @@ import torch
 
 from sslkit.objectives import TiCo, load_objective
 from sslkit.transforms import BYOLViews
-
-TINY_VIT = {"img_size": 32, "patch_size": 8, "depth": 2, "embed_dim": 48, "num_heads": 3}
+from tests.conftest import TINY_VIT
 
 
 def test_two_step_fit_teacher_moves_without_gradients(fit_ema_steps, tmp_path) -> None:

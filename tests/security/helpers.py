@@ -15,7 +15,8 @@ from typing import Any
 
 import torch
 
-TINY_VIT = {"img_size": 32, "patch_size": 8, "depth": 2, "embed_dim": 48, "num_heads": 3}
+from tests.conftest import TINY_VIT
+
 VICTIM_TEXT = "fifteen bytes!\n"  # 15 bytes: the size the report saw truncated to 0
 
 
