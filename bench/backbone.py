@@ -288,6 +288,50 @@ def _encoder_fwd_bwd(
     return fwd_bwd
 
 
+def adamw_bench(device: str, repeats: int) -> None:
+    """AdamW step over ViT-Tiny/4's parameters: per-tensor loop vs foreach vs fused (sslkit's default)."""
+    import timm
+
+    model = timm.create_model("vit_tiny_patch16_224", num_classes=0, img_size=32, patch_size=4)
+    steps = {}
+    for mode, kw in (("loop", {"foreach": False}), ("foreach", {"foreach": True}), ("fused", {"fused": True})):
+        params = [p.detach().clone().to(device).requires_grad_() for p in model.parameters()]
+        for p in params:
+            p.grad = torch.randn_like(p)
+        steps[mode] = torch.optim.AdamW(params, lr=1e-3, **kw).step
+    t = interleaved_medians(steps, device, repeats)
+    numel = sum(p.numel() for p in model.parameters())
+    print(f"  {numel / 1e6:.2f} M params: " + ", ".join(f"{k} {1e3 * t[k]:.1f} ms" for k in steps)
+          + f"; fused {t['loop'] / t['fused']:.2f}x the loop")
+
+
+def compile_bench(device: str, repeats: int) -> None:
+    """Eager vs compiled backbone training step for each family the CIFAR recipes use (32 px, batch 64)."""
+    x = torch.randn(64, 3, 32, 32, device=device)
+    for name, kw in (("vit_tiny_patch16_224", {"img_size": 32, "patch_size": 4}), ("resnet18_cifar", {})):
+        models = {"eager": create_backbone(name, **kw).to(device)}
+        models["compiled"] = create_backbone(name, compile=True, **kw).to(device)
+        models["compiled"].load_state_dict(models["eager"].state_dict())
+        opts = {k: torch.optim.AdamW(m.parameters(), fused=True) for k, m in models.items()}
+
+        def step(k: str) -> None:
+            models[k](x).square().mean().backward()
+            opts[k].step()
+            opts[k].zero_grad(set_to_none=True)
+
+        first = {}
+        for k in models:
+            t0 = time.perf_counter()
+            step(k)
+            first[k] = time.perf_counter() - t0
+        t = interleaved_medians({k: (lambda k=k: step(k)) for k in models}, device, repeats, warmup=0)
+        gain = t["eager"] - t["compiled"]
+        print(f"  {name:22s} eager {1e3 * t['eager']:7.1f} ms  compiled {1e3 * t['compiled']:7.1f} ms"
+              f"  {t['eager'] / t['compiled']:.2f}x; first step {first['compiled']:.1f} s compiled vs"
+              f" {first['eager']:.1f} s eager: "
+              + (f"pays off after {(first['compiled'] - first['eager']) / gain:.0f} steps" if gain > 0 else "never pays off"))
+
+
 def vit_section(args: argparse.Namespace, precisions: list[str], peaks: dict[str, float]) -> None:
     """ViT steps per precision (and compiled blocks with ``--compile``: the compile time amortised)."""
     specs = [("vit_tiny_patch16_224", 16), ("vit_small_patch16_224", 8)]
@@ -312,7 +356,7 @@ def main() -> None:
     parser.add_argument("--precisions", nargs="+", default=None, choices=["fp32", "bf16"],
                         help="default: what precision: auto resolves to on this machine")
     parser.add_argument("--compile", action="store_true", help="also time torch.compile'd blocks")
-    parser.add_argument("--skip", nargs="*", default=[], choices=["vit", "varlen", "ijepa"])
+    parser.add_argument("--skip", nargs="*", default=[], choices=["vit", "varlen", "ijepa", "adamw", "compile"])
     args = parser.parse_args()
     device = args.device
     resolved, why = resolve_precision("auto", device)
@@ -333,6 +377,12 @@ def main() -> None:
     if "vit" not in args.skip:
         print("ViT training step (fwd + bwd + fused AdamW), 224 px:")
         vit_section(args, precisions, peaks)
+    if "adamw" not in args.skip:
+        print("AdamW step (5.4 M parameters):")
+        adamw_bench(device, max(args.repeats, 5))
+    if "compile" not in args.skip:
+        print("Compiled backbone blocks (fp32), training step at 32 px, batch 64:")
+        compile_bench(device, args.repeats)
     bs = 8 if device == "cpu" else 256
     if "varlen" not in args.skip:
         print(f"Variable keep counts, vit_small_patch16_224 encoder fwd+bwd, B={bs}:")
