@@ -8,7 +8,6 @@ commands:
   pretrain     train from a recipe: sslkit pretrain -c simclr/vit_tiny_cifar10 [--trainer.max_epochs=N ...]
   data         write and check WebDataset shards (sslkit data shard --source cifar10 ...)
   eval         frozen-feature evaluation: extract, knn, probe, report
-  embed        features (with keys and labels) of shards or an image folder, to .npy or parquet
   slurm        render and submit an sbatch job for a recipe
   publish      a run as a folder that plain timm loads, with a model card
 
@@ -33,7 +32,6 @@ from sslkit.errors import EXIT_USER_ERROR, UserError
 _DELEGATES = {
     "data": "sslkit.data.cli",
     "eval": "sslkit.evaluation.cli",
-    "embed": "sslkit.evaluation.embed",
     "slurm": "sslkit.distributed.slurm",
     "publish": "sslkit.publish.cli",
     "quickstart": "sslkit.quickstart",

@@ -10,7 +10,6 @@ import numpy as np
 import torch
 
 from sslkit.callbacks.features import FeatureFn, backbone_features, batch_images
-from sslkit.evaluation.knn import knn_classify, knn_key
 
 
 class OnlineKNN(L.Callback):
@@ -57,6 +56,8 @@ class OnlineKNN(L.Callback):
             return
         if not trainer.is_global_zero:
             return
+        from sslkit.evaluation.knn import knn_classify, knn_key  # here: evaluation -> distributed -> callbacks
+
         bank, bank_labels = self._features(pl_module, self.bank_loader)
         queries, query_labels = self._features(pl_module, self.query_loader)
         result = knn_classify(bank, bank_labels, queries, query_labels, self.ks, self.temps)
