@@ -1,4 +1,4 @@
-"""fp32 islands: a wrapped loss computes inside bf16 autocast exactly what it computes in fp32."""
+"""fp32 islands: a wrapped loss computes inside bf16 autocast exactly what it computes in fp32; EMA stays fp32."""
 
 from __future__ import annotations
 
@@ -41,3 +41,18 @@ def test_upcast_reaches_nested_views_and_leaves_other_dtypes() -> None:
     assert out["a"][0].dtype == out["a"][1][0].dtype == torch.float32
     assert isinstance(out["a"][1], tuple)
     assert out["idx"].dtype == torch.int64 and out["x64"].dtype == torch.float64 and out["t"] == 0.1
+
+
+def test_ema_update_inside_bf16_autocast_is_the_fp32_update() -> None:
+    from torch import nn
+
+    from sslkit.teacher.update import update_momentum
+
+    torch.manual_seed(0)
+    student, teacher = nn.Linear(32, 32), nn.Linear(32, 32)
+    expected = [t.detach() * 0.996 + s.detach() * 0.004 for s, t in zip(student.parameters(), teacher.parameters())]
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # where Lightning's bf16-mixed runs training_step
+        update_momentum(student, teacher, 0.996)
+    for t, e in zip(teacher.parameters(), expected):
+        assert t.dtype == torch.float32
+        torch.testing.assert_close(t, e, rtol=0, atol=1e-7)
