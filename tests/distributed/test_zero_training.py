@@ -1,6 +1,6 @@
 """EMA objectives under DeepSpeed ZeRO through Lightning: train, checkpoint, resume, convert to fp32.
 
-Each case trains BYOL or I-JEPA (tiny ViT, bf16) for 3 steps, resumes in a new process to 5 steps
+Each case trains BYOL, I-JEPA, DINOv2 or MSN (tiny ViT, bf16) for 3 steps, resumes in a new process to 5 steps
 from the DeepSpeed checkpoint folder ``last.ckpt``, and converts it with DeepSpeed's ``zero_to_fp32``
 (``python -m sslkit.distributed.zero``). Checked: the teacher's fp32 EMA shadows are written per
 rank, restored exactly on resume, and become the teacher weights of the fp32 checkpoint, which
@@ -22,8 +22,8 @@ from sslkit.objectives import load_objective
 from tests.distributed.helpers import REPO_ROOT, child_env
 
 DRIVER = Path(__file__).with_name("zero_run.py")
-CASES = [("byol", 2), ("byol", 3), ("ijepa", 2), ("ijepa", 3)]
-CPU_CASES = [("byol", 2), ("ijepa", 3)]  # the rest on GPUs only: a few minutes of 2-core CPU otherwise
+CASES = [("byol", 2), ("byol", 3), ("ijepa", 2), ("ijepa", 3), ("dinov2", 2), ("dinov2", 3), ("msn", 3)]
+CPU_CASES = [("byol", 2), ("ijepa", 3), ("dinov2", 3)]  # the rest on GPUs only: a few minutes of 2-core CPU otherwise
 
 
 def _train(objective: str, stage: int, steps: int, shards: Path, out: Path, cpu: bool) -> None:
@@ -64,7 +64,7 @@ def _check(objective: str, stage: int, shards: Path, tmp_path: Path, cpu: bool) 
         moved = max(moved, (value - shadows_3[name].reshape(value.shape)).abs().max().item())
     assert moved > 0, "the EMA teacher moved between steps 3 and 5"
     model = load_objective(fp32)
-    assert type(model).__name__ == {"byol": "BYOL", "ijepa": "IJEPA"}[objective]
+    assert type(model).__name__ == {"byol": "BYOL", "ijepa": "IJEPA", "dinov2": "DINOv2", "msn": "MSN"}[objective]
 
 
 @pytest.mark.gpu

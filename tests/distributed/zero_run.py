@@ -1,6 +1,6 @@
 """Driver for test_zero_training: an EMA objective under DeepSpeed ZeRO through Lightning, resumable.
 
-``python zero_run.py --objective {byol,ijepa} --stage {2,3} --steps N --shards DIR --out DIR [--cpu]``
+``python zero_run.py --objective {byol,ijepa,dinov2,msn} --stage {2,3} --steps N --shards DIR --out DIR [--cpu]``
 trains to ``N`` optimizer steps in bf16, saving ``OUT/checkpoints/last.ckpt`` (a DeepSpeed folder)
 every 2 steps and resuming from it when present. ``--cpu`` runs DeepSpeed's CPU accelerator over gloo
 through :class:`CPUZeROStrategy`, which skips only Lightning's CUDA check (Lightning's DeepSpeed
@@ -68,6 +68,20 @@ def build(objective: str) -> tuple[L.LightningModule, dict]:
                       ema_momentum=0.9, ema_momentum_end=0.9, **common)
         return model, {"train_transform": MaskedImageViews(input_size=32),
                        "collate_fn": MultiBlockMaskCollator(input_size=32, patch_size=4, min_keep=4)}
+    if objective in ("dinov2", "msn"):
+        from sslkit.masking import IBOTMaskCollator, RandomMaskCollator
+        from sslkit.objectives import MSN, DINOv2
+        from sslkit.transforms import MultiCropViews
+
+        views = MultiCropViews(global_crop_size=32, local_crop_size=16, num_local_views=1, blur_probs=(0.0, 0.0, 0.0))
+        kwargs = {**TINY_VIT, "dynamic_img_size": True}
+        if objective == "msn":
+            model = MSN(backbone_kwargs=kwargs, proj_hidden_dim=64, proj_output_dim=16, num_prototypes=8,
+                        ema_momentum=0.9, ema_momentum_end=0.9, **common)
+            return model, {"train_transform": views, "collate_fn": RandomMaskCollator(input_size=32, patch_size=8)}
+        model = DINOv2(backbone_kwargs=kwargs, proj_hidden_dim=64, proj_bottleneck_dim=16, proj_output_dim=32,
+                       ema_momentum=0.9, ema_momentum_end=0.9, **common)
+        return model, {"train_transform": views, "collate_fn": IBOTMaskCollator(input_size=32, patch_size=8)}
     raise ValueError(objective)
 
 
