@@ -6,13 +6,19 @@ name in the same folder, flushed to disk and renamed over the target (``rename``
 filesystems, Lustre and GPFS included). DeepSpeed checkpoints are folders, which ``rename`` cannot
 replace atomically: they are written to ``<path>.tmp`` and swapped in with two renames, and
 :func:`recover_checkpoint` repairs a kill between the two.
+
+Reads are weights-only, always: :meth:`AtomicCheckpointIO.load_checkpoint` for Lightning files and
+:func:`weights_only_torch_load` around DeepSpeed's own loader (resume of a ZeRO folder, conversion).
 """
 
 from __future__ import annotations
 
 import logging
+import contextlib
+import functools
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +79,42 @@ def non_finite_tensors(state_dict: dict[str, Any]) -> list[str]:
     """Names of floating-point tensors in ``state_dict`` holding a NaN or an infinity."""
     return [name for name, value in state_dict.items()
             if isinstance(value, torch.Tensor) and value.is_floating_point() and not bool(torch.isfinite(value).all())]
+
+
+def deepspeed_safe_globals() -> list[Any]:
+    """DeepSpeed's plain classes that appear in its checkpoints (enums, loss scalers)."""
+    allowed: list[Any] = []
+    with contextlib.suppress(Exception):
+        from deepspeed.runtime.zero.config import ZeroStageEnum
+
+        allowed.append(ZeroStageEnum)
+    with contextlib.suppress(Exception):
+        from deepspeed.runtime.fp16.loss_scaler import DynamicLossScaler, LossScaler
+
+        allowed += [LossScaler, DynamicLossScaler]
+    with contextlib.suppress(Exception):
+        from deepspeed.utils.tensor_fragment import fragment_address  # optimizer-state bookkeeping (resume)
+
+        allowed.append(fragment_address)
+    return allowed
+
+
+@contextlib.contextmanager
+def weights_only_torch_load(allowed: list[Any]) -> Iterator[None]:
+    """Within the block, every ``torch.load`` call is ``weights_only=True`` (``allowed`` classes added)."""
+    original = torch.load
+
+    @functools.wraps(original)
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        kwargs["weights_only"] = True
+        with torch.serialization.safe_globals(allowed):
+            return original(*args, **kwargs)
+
+    torch.load = guarded  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        torch.load = original  # type: ignore[assignment]
 
 
 def replace_dir(src: Path, dst: Path) -> None:

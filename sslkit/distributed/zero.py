@@ -27,7 +27,9 @@ import torch
 from lightning.fabric.utilities.types import _PATH
 from lightning.pytorch.strategies import DeepSpeedStrategy
 
-from sslkit.distributed.checkpoint_io import TMP_SUFFIX, AtomicCheckpointIO, recover_checkpoint, replace_dir
+from sslkit.distributed.checkpoint_io import (
+    TMP_SUFFIX, AtomicCheckpointIO, deepspeed_safe_globals, recover_checkpoint, replace_dir, weights_only_torch_load,
+)
 from sslkit.teacher import ema_state_dict, load_ema_state_dict
 
 EMA_FILE = "ema_fp32_rank{rank}.pt"
@@ -83,7 +85,9 @@ class ZeROStrategy(DeepSpeedStrategy):
 
     def load_checkpoint(self, checkpoint_path: _PATH, weights_only: bool | None = None) -> dict[str, Any]:
         path = recover_checkpoint(checkpoint_path)
-        client_state = super().load_checkpoint(path, weights_only)
+        # DeepSpeed's checkpoint engine calls torch.load(weights_only=False): resume reads weights only too.
+        with weights_only_torch_load(deepspeed_safe_globals()):
+            client_state = super().load_checkpoint(path, weights_only)
         shadow_file = path / EMA_FILE.format(rank=self.global_rank)
         if path.is_dir() and shadow_file.is_file() and self.lightning_module is not None:
             load_ema_state_dict(self.lightning_module, torch.load(shadow_file, map_location="cpu", weights_only=True))

@@ -9,18 +9,15 @@ own enum and loss-scaler classes allowed), so a folder whose pickles hold anythi
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
 import yaml
 from torch import nn
 
+from sslkit.distributed.checkpoint_io import deepspeed_safe_globals, weights_only_torch_load
 from sslkit.objectives.base import SSLObjective
 from sslkit.objectives.loading import load_objective, read_checkpoint
 
@@ -79,38 +76,6 @@ def find_checkpoint(path: Path) -> tuple[Path, Path | None]:
     raise PublishError(f"{path} is a directory without checkpoints/last.ckpt (nor a DeepSpeed checkpoint folder)")
 
 
-def _deepspeed_safe_globals() -> list[Any]:
-    """DeepSpeed's plain classes that appear in its checkpoints (enums, loss scalers)."""
-    allowed: list[Any] = []
-    with contextlib.suppress(Exception):
-        from deepspeed.runtime.zero.config import ZeroStageEnum
-
-        allowed.append(ZeroStageEnum)
-    with contextlib.suppress(Exception):
-        from deepspeed.runtime.fp16.loss_scaler import DynamicLossScaler, LossScaler
-
-        allowed += [LossScaler, DynamicLossScaler]
-    return allowed
-
-
-@contextlib.contextmanager
-def weights_only_torch_load(allowed: list[Any]) -> Iterator[None]:
-    """Within the block, every ``torch.load`` call is ``weights_only=True`` (``allowed`` classes added)."""
-    original = torch.load
-
-    @functools.wraps(original)
-    def guarded(*args: Any, **kwargs: Any) -> Any:
-        kwargs["weights_only"] = True
-        with torch.serialization.safe_globals(allowed):
-            return original(*args, **kwargs)
-
-    torch.load = guarded  # type: ignore[assignment]
-    try:
-        yield
-    finally:
-        torch.load = original  # type: ignore[assignment]
-
-
 def convert_deepspeed(folder: Path, output_file: Path) -> Path:
     """A DeepSpeed (ZeRO) checkpoint folder → one fp32 Lightning checkpoint file, loading weights only.
 
@@ -120,7 +85,7 @@ def convert_deepspeed(folder: Path, output_file: Path) -> Path:
     from sslkit.distributed.zero import convert_checkpoint
 
     try:
-        with weights_only_torch_load(_deepspeed_safe_globals()):
+        with weights_only_torch_load(deepspeed_safe_globals()):
             convert_checkpoint(folder, output_file)
     except (ImportError, ModuleNotFoundError) as err:
         raise PublishError(f"{folder} is a DeepSpeed checkpoint; converting it needs deepspeed ({err})") from err

@@ -8,8 +8,6 @@ outside the output folder may be created, changed or truncated.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from sslkit.errors import UserError
