@@ -14,7 +14,9 @@ with ``min_keep`` patches is found). Differences, all deliberate:
   gives the valid count; the ViT and the predictor run such batches packed or padded.
   ``context="truncate"`` does what the reference (and lightly's ``IJEPAMaskCollator``) does: every
   row is cut to the batch's shortest context, dropping each block's last (bottom-right) patches —
-  fewer tokens, hence a cheaper step, at the price of context the model never sees.
+  fewer tokens, hence a cheaper step, at the price of context the model never sees. The default was
+  chosen by kNN per wall-clock second (``bench/ijepa_context.py``, ``docs/benchmarks.md``): at equal
+  training time the truncated policy's extra steps did not reach "all"'s kNN.
 """
 
 from __future__ import annotations
