@@ -10,9 +10,10 @@ import lightning as L
 class DataHealth(L.Callback):
     """Every ``every_n_steps`` training steps (and at epoch end), log the DataModule's counters.
 
-    Counters are totals since the stream started in this process; they come from
-    ``trainer.datamodule.data_counters()`` (see ``sslkit.data.ShardDataModule``). A DataModule without
-    them is ignored.
+    Counters are totals over the whole run: they are part of the data module's checkpointed state,
+    so a resumed run continues them, and ``data/corrupt_shards`` counts distinct shards. They come
+    from ``trainer.datamodule.data_counters()`` (see ``sslkit.data.ShardDataModule``; under DDP,
+    rank 0's stream). A DataModule without them is ignored.
     """
 
     def __init__(self, every_n_steps: int = 50) -> None:

@@ -14,7 +14,7 @@ Ranks advance in lockstep, so rank 0's count (the one checkpointed) is every ran
 The state is elastic (see :mod:`sslkit.data.plan`): resumed under another number of ranks, workers or
 per-device batch, the interrupted epoch finishes its remaining samples on the new allocation, so its
 length changes; the module then tells the trainer the epoch's new length when the epoch starts
-(``fit_loop.max_batches``, which Lightning otherwise computes once at setup).
+(``fit_loop.max_batches`` and the combined loader's limit, which Lightning otherwise fixes at setup).
 """
 
 from __future__ import annotations
@@ -114,6 +114,7 @@ class ShardDataModule(pl.LightningDataModule):
             prefetch_factor=self.prefetch_factor,
             epoch_fn=self._trainer_epoch,
             state_fn=self.state_dict,
+            length_fn=self._epoch_length,
         )
         if self._state_to_load is not None:  # restored before the loader existed
             self._train_stream.load_state_dict(self._state_to_load)
@@ -157,18 +158,30 @@ class ShardDataModule(pl.LightningDataModule):
             self._train_stream.load_state_dict(state_dict)
 
     def _trainer_epoch(self) -> int:
-        """The epoch the train loader is about to run; also tells the trainer that epoch's length."""
         trainer = self.trainer
-        if trainer is None:
-            assert self._train_stream is not None
-            return self._train_stream._next_epoch
-        # The loader may be built (e.g. by `estimated_stepping_batches` in configure_optimizers)
-        # before Lightning restores `current_epoch`; the restored stream state knows the epoch.
-        epoch = max(trainer.current_epoch, self._restored_epoch)
-        if self._train_stream is not None and trainer.training:
-            self._train_stream.set_epoch(epoch)
-            trainer.fit_loop.max_batches = len(self._train_stream)  # an elastic resume changes it
-        return epoch
+        if trainer is not None:
+            # The loader may be built (e.g. by `estimated_stepping_batches` in configure_optimizers)
+            # before Lightning restores `current_epoch`; the restored stream state knows the epoch.
+            return max(trainer.current_epoch, self._restored_epoch)
+        assert self._train_stream is not None
+        return self._train_stream._next_epoch
+
+    def _epoch_length(self, num_batches: int) -> None:
+        """Tell the trainer the starting epoch's length (an epoch resumed on another allocation changes it)."""
+        trainer = self.trainer
+        if trainer is None or not trainer.training:
+            return
+        limit = trainer.limit_train_batches  # as Lightning applies it at setup
+        if isinstance(limit, int):
+            num_batches = min(num_batches, limit)
+        elif limit is not None and limit < 1.0:
+            num_batches = int(num_batches * limit)
+        # Lightning fixes the epoch length at setup, in two places: the loop's count and the combined
+        # loader's limit (read again when the epoch's iterator starts, just after this call).
+        trainer.fit_loop.max_batches = num_batches
+        combined = getattr(trainer.fit_loop, "_combined_loader", None)
+        if combined is not None and combined.limits is not None:
+            combined.limits = [num_batches] * len(combined.limits)
 
 
 def build_eval_loader(

@@ -48,7 +48,7 @@ logger = logging.getLogger(__name__)
 
 COUNTER_NAMES = ("skipped_samples", "corrupt_shards", "filled_samples")
 IMAGE_EXTENSIONS = ("png", "jpg", "jpeg", "webp")
-DEFAULT_MIX_SHARDS = 32  # shards interleaved per group: see docs/benchmarks.md, "Class mixing"
+DEFAULT_MIX_SHARDS = 64  # shards interleaved per group: see docs/benchmarks.md, "Class mixing"
 _MAX_WORKERS = 256  # rows of the shared counter table; worker ids wrap beyond it
 _MAX_PHASES = 64  # allocations one epoch may see (one per resume under a changed allocation)
 _EPOCH, _START, _RANK, _WORLD, _PHASES = range(5)  # slots of the shared control tensor
@@ -368,6 +368,8 @@ class ShardLoader(DataLoader):
         state_fn: what :meth:`state_dict` returns; by default the stream's state, which counts the
             batches this loader handed out. Lightning prefetches a batch, so its DataModule passes
             its own count of batches actually trained on.
+        length_fn: called with the number of batches of each epoch as it starts (it changes when an
+            epoch is resumed under another allocation).
 
     ``state_dict``/``load_state_dict`` make the loader resumable in Lightning's sense (it stores them
     in the fit loop's checkpoint state) and in torchdata's ``StatefulDataLoader`` sense.
@@ -383,6 +385,7 @@ class ShardLoader(DataLoader):
         prefetch_factor: int | None = None,
         epoch_fn: Callable[[], int] | None = None,
         state_fn: Callable[[], dict[str, int]] | None = None,
+        length_fn: Callable[[int], None] | None = None,
     ) -> None:
         super().__init__(
             stream,
@@ -396,6 +399,7 @@ class ShardLoader(DataLoader):
         stream.num_workers = max(num_workers, 1)
         self.epoch_fn = epoch_fn
         self.state_fn = state_fn
+        self.length_fn = length_fn
 
     def state_dict(self) -> dict[str, int]:
         return self.state_fn() if self.state_fn is not None else self.dataset.state_dict()
@@ -407,6 +411,8 @@ class ShardLoader(DataLoader):
     def __iter__(self) -> Iterator[Any]:
         stream: ShardStream = self.dataset  # type: ignore[assignment]
         stream.start_epoch(self.epoch_fn() if self.epoch_fn is not None else stream._next_epoch)
+        if self.length_fn is not None:
+            self.length_fn(len(stream))
         return self._counted(super().__iter__(), stream)
 
     @staticmethod

@@ -134,8 +134,8 @@ class PreemptionCheckpoint(Checkpoint):
         if not trainer.strategy.reduce_boolean_decision(self.requested is not None, all=False):
             return
         path = last_checkpoint_path(trainer)
-        name = self.requested.name if self.requested is not None else "a stop signal (on another rank)"
-        log.warning("%s: saving %s at step %d", name, path, trainer.global_step)
+        name = self.requested.name if self.requested is not None else "on another rank"
+        log.warning("preemption signal: saving %s at step %d (%s)", path, trainer.global_step, name)
         self._save(trainer, path)
         trainer.strategy.barrier("preemption-saved")
         # No collective after this point: the requeue makes SLURM send SIGTERM to every rank.
