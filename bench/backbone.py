@@ -344,8 +344,8 @@ def vit_section(args: argparse.Namespace, precisions: list[str], peaks: dict[str
             if args.compile:
                 compiled, first = vit_step(name, bs, args.device, amp, args.repeats, peaks[prec], compile=True)
                 gain = eager - compiled
-                print(f"    compiled blocks: {eager / compiled:.2f}x per step; compile pays off after "
-                      + (f"{(first - compiled) / gain:.0f} steps" if gain > 0 else "never"))
+                print(f"    compiled blocks: {eager / compiled:.2f}x per step; "
+                      + (f"compile pays off after {(first - compiled) / gain:.0f} steps" if gain > 0 else "compile never pays off"))
 
 
 def main() -> None:
