@@ -329,7 +329,8 @@ def compile_bench(device: str, repeats: int) -> None:
         print(f"  {name:22s} eager {1e3 * t['eager']:7.1f} ms  compiled {1e3 * t['compiled']:7.1f} ms"
               f"  {t['eager'] / t['compiled']:.2f}x; first step {first['compiled']:.1f} s compiled vs"
               f" {first['eager']:.1f} s eager: "
-              + (f"pays off after {(first['compiled'] - first['eager']) / gain:.0f} steps" if gain > 0 else "never pays off"))
+              + (f"pays off after {(first['compiled'] - first['eager']) / gain:.0f} steps" if gain > 0
+                 else "never pays off"))
 
 
 def vit_section(args: argparse.Namespace, precisions: list[str], peaks: dict[str, float]) -> None:
@@ -345,7 +346,8 @@ def vit_section(args: argparse.Namespace, precisions: list[str], peaks: dict[str
                 compiled, first = vit_step(name, bs, args.device, amp, args.repeats, peaks[prec], compile=True)
                 gain = eager - compiled
                 print(f"    compiled blocks: {eager / compiled:.2f}x per step; "
-                      + (f"compile pays off after {(first - compiled) / gain:.0f} steps" if gain > 0 else "compile never pays off"))
+                      + (f"compile pays off after {(first - compiled) / gain:.0f} steps" if gain > 0
+                         else "compile never pays off"))
 
 
 def main() -> None:

@@ -308,7 +308,8 @@ def main() -> None:
                 profile(f"{method} {k}", fn)
         del sides
     names = sorted({k for r in results.values() for k in r if " " in k})
-    print("\n| method | " + " | ".join(f"{n} img/s" for n in names) + " | default / lightly fp32 | bf16 / lightly bf16 |")
+    header = " | ".join(f"{n} img/s" for n in names)
+    print(f"\n| method | {header} | default / lightly fp32 | bf16 / lightly bf16 |")
     print("|---|" + "---:|" * (len(names) + 2))
     for method, r in results.items():
         cells = [f"{r[n]:.1f}" if n in r else "" for n in names]
