@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import io
 import logging
+import signal
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -395,6 +396,7 @@ class ShardLoader(DataLoader):
             pin_memory=pin_memory,
             persistent_workers=persistent_workers and num_workers > 0,
             prefetch_factor=prefetch_factor if num_workers > 0 else None,
+            worker_init_fn=_ignore_stop_signals,
         )
         stream.num_workers = max(num_workers, 1)
         self.epoch_fn = epoch_fn
@@ -425,4 +427,11 @@ class ShardLoader(DataLoader):
 
 def _identity(batch: Any) -> Any:
     return batch
+
+
+def _ignore_stop_signals(worker_id: int) -> None:
+    """Workers ignore Ctrl-C, SIGTERM and SIGUSR1 sent to the process group: the main process turns them
+    into a checkpoint at the next step boundary and needs its workers until then (they exit with it)."""
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1):
+        signal.signal(signum, signal.SIG_IGN)
 

@@ -83,8 +83,9 @@ class PreemptionCheckpoint(Checkpoint):
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         # Registered before any DataLoader worker is forked, so workers inherit a harmless handler
-        # instead of SIGUSR1's default action (terminate) when SLURM signals the whole process tree.
-        self._install((self.signum,))
+        # instead of SIGUSR1's default action (terminate) when SLURM signals the whole process tree
+        # (sslkit's ShardLoader workers ignore the stop signals anyway).
+        self._install((self.signum, *self.stop_signals))
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # After Lightning's own SIGTERM handler (registered after setup), which would run a collective
