@@ -40,7 +40,8 @@ def _add_source(p: argparse.ArgumentParser, required: bool = False) -> None:
     g.add_argument("--std", type=float, nargs=3, help="normalisation std (default: the run's, else ImageNet's)")
     g.add_argument("--batch-size", type=int, default=256, help="extraction batch size")
     g.add_argument("--num-workers", type=int, default=4, help="keep it fixed when resuming (it sets the order)")
-    g.add_argument("--chunk-size", type=int, default=16384, help="rows per committed chunk")
+    g.add_argument("--chunk-size", type=int, default=2048,
+                   help="rows per committed chunk: an interrupted extraction resumes after the last one")
     g.add_argument("--device", help="default: cuda when available, else cpu")
     g.add_argument("--no-progress", action="store_true")
 
