@@ -35,14 +35,16 @@ import torch
 from common import alternate, machine, median, save_json, stub_trainer  # noqa: I001  (bench/ is on sys.path)
 from sslkit.data import ShardLoader, ShardStream
 from sslkit.objectives import SimCLR
-from sslkit.transforms import SimCLRViews
+from sslkit.transforms import MaskedImageViews, MultiCropViews, SimCLRViews
 from sslkit.transforms.gpu import BatchViews, UInt8Image
 
 CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 
 
-def make_loader(shards: str, transform: Callable, batch_size: int, workers: int, pin: bool) -> ShardLoader:
-    stream = ShardStream(shards, batch_size=batch_size, transform=transform, shuffle=True, shuffle_buffer=500)
+def make_loader(shards: str, transform: Callable, batch_size: int, workers: int, pin: bool,
+                shuffle_buffer: int = 500) -> ShardLoader:
+    stream = ShardStream(shards, batch_size=batch_size, transform=transform, shuffle=True,
+                         shuffle_buffer=shuffle_buffer)
     return ShardLoader(stream, num_workers=workers, pin_memory=pin, persistent_workers=True,
                        prefetch_factor=4 if workers else None)
 
@@ -119,8 +121,143 @@ def synthetic_jpeg_shards(out: Path, num: int, size: tuple[int, int]) -> str:
     return str(out)
 
 
+class Decoded:
+    """``transform`` with the reader's decode size set explicitly (``None``: full-size JPEG decode)."""
+
+    def __init__(self, transform: Callable, draft: int | None) -> None:
+        self.transform = transform
+        self.decode_size = (draft, draft) if draft else None
+
+    def __call__(self, image: Any) -> Any:
+        return self.transform(image)
+
+
+def per_image_flops(backbone: str, sizes: list[int], **kwargs: Any) -> float:
+    """Training FLOPs of one image's views through ``backbone`` (3x forward: forward + backward)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from sslkit.backbones import create_backbone
+
+    model = create_backbone(backbone, **kwargs).eval()
+    total = 0.0
+    for size in sizes:
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            model(torch.zeros(1, 3, size, size))
+        total += 3 * counter.get_total_flops()
+    return total
+
+
+def imagenet_pipelines() -> dict[str, tuple[Callable, list[int]]]:
+    """Worker transform and view sizes per pipeline, as the ImageNet recipes configure them."""
+    return {
+        "SimCLR 2x224, lightly views in workers": (SimCLRViews(input_size=224, blur_prob=0.5), [224, 224]),
+        "DINO 2x224+10x96, lightly views in workers": (
+            MultiCropViews(num_local_views=10), [224, 224] + [96] * 10),
+        "MAE/I-JEPA 1x224 crop+flip in workers": (MaskedImageViews(input_size=224, min_scale=0.2, hflip_prob=0.5),
+                                                 [224]),
+        "decode-only workers (UInt8Image 256) + device aug": (UInt8Image(size=256), [224, 224]),
+    }
+
+
+def cpu_rate(loader: ShardLoader, batches: int) -> float:
+    """Images per CPU-second of an in-process loader (``num_workers=0``): one worker's rate on one core.
+
+    CPU time, not wall time, so other jobs on a shared machine do not change the figure; the code path
+    (tar read, decode, transform, collate) is the one a DataLoader worker runs.
+    """
+    it = iter(loader)
+    next(it)  # stream start-up
+    t0 = time.process_time()
+    n = sum(len(b["key"]) for b in itertools.islice(it, batches))
+    return n / (time.process_time() - t0)
+
+
+IMAGENET_TRAIN = 1_281_167
+PEAK_BF16 = 790e12  # bench/backbone.py's H200 dense bf16 figure; MFU targets are against it
+
+
+def recipe_flops() -> dict[str, tuple[float, str]]:
+    """Training FLOPs per image of the ImageNet recipes' networks, and the worker pipeline each used to need.
+
+    Approximations: MAE's encoder sees 49 of 196 tokens (= a 112-px image) plus its 8 x 512 decoder on all
+    196; I-JEPA's target encoder runs forward only (1/3 of a training pass) on 256 tokens and its context
+    encoder trains on ~45% of them (~100 tokens = a 140-px image); predictors and heads are left out.
+    """
+    vit = "vit_small_patch16_224"
+    return {
+        "SimCLR / BYOL / Barlow / VICReg, ResNet-50 2x224": (per_image_flops("resnet50", [224, 224]), "SimCLR"),
+        "MoCo v3, ViT-S/16 2x224": (per_image_flops(vit, [224, 224], dynamic_img_size=True), "SimCLR"),
+        "DINO, ViT-S/16 2x224 + 10x96": (per_image_flops(vit, [224] * 2 + [96] * 10, dynamic_img_size=True), "DINO"),
+        "MAE, ViT-B/16 (25% visible) + decoder": (
+            per_image_flops("vit_base_patch16_224", [112], dynamic_img_size=True)
+            + per_image_flops("vit_base_patch16_224", [224], embed_dim=512, depth=8, num_heads=16), "MAE"),
+        "I-JEPA, ViT-H/14": (per_image_flops("vit_huge_patch14_224", [224], dynamic_img_size=True) / 3
+                             + per_image_flops("vit_huge_patch14_224", [140], dynamic_img_size=True), "MAE"),
+    }
+
+
+def epoch_projection(args: argparse.Namespace, per_core: dict[str, float]) -> list[dict[str, Any]]:
+    """Per-GPU img/s, minutes per ImageNet epoch and cores per GPU, at the anchor's FLOP/s and at 45% MFU."""
+    anchor_flops = args.anchor * per_image_flops("vit_small_patch16_224", [224, 224], dynamic_img_size=True)
+    print(f"\nThe anchor's step runs {anchor_flops / 1e12:.0f} TFLOP/s ({100 * anchor_flops / PEAK_BF16:.1f}% MFU of"
+          f" {PEAK_BF16 / 1e12:.0f}); the issue's target is 45% MFU. Per recipe, one H200, ImageNet-1k"
+          f" ({IMAGENET_TRAIN:,} images); cores for the default (decode-only, 500x375 JPEG) and the old per-image path:\n")
+    print("| recipe | GFLOP/img | img/s (anchor FLOP/s / 45% MFU) | min/epoch/GPU | cores: decode-only | cores: lightly workers |")
+    print("|---|---:|---:|---:|---:|---:|")
+    rows = []
+    for name, (flops, pipeline) in recipe_flops().items():
+        rates = (anchor_flops / flops, 0.45 * PEAK_BF16 / flops)
+        minutes = tuple(IMAGENET_TRAIN / r / 60 for r in rates)
+        decode, workers = (tuple(r / per_core[k] for r in rates) for k in ("decode", pipeline))
+        rows.append({"recipe": name, "gflop": flops / 1e9, "img_s": rates, "minutes": minutes,
+                     "cores_decode": decode, "cores_workers": workers})
+        print(f"| {name} | {flops / 1e9:,.0f} | {rates[0]:,.0f} / {rates[1]:,.0f} | {minutes[0]:,.0f} / {minutes[1]:,.0f}"
+              f" | {decode[0]:.1f} / {decode[1]:.1f} | {workers[0]:.0f} / {workers[1]:.0f} |")
+    return rows
+
+
+def imagenet_cores(args: argparse.Namespace) -> None:
+    """Per-core img/s of the 224-px pipelines on ImageNet-sized JPEGs, and the cores one GPU needs."""
+    torch.set_num_threads(1)
+    sizes = [(500, 375), (1600, 1200)]  # ImageNet's most common size; a camera photo of a user's own set
+    tmp = Path(tempfile.mkdtemp())
+    shards = {s: synthetic_jpeg_shards(tmp / f"{s[0]}x{s[1]}", args.images, s) for s in sizes}
+    batch = args.batch_size or 8
+    rates: dict[tuple[str, tuple[int, int], int | None], list[float]] = {}
+    for _ in range(args.repeats or 3):
+        for (name, (tf, _views)), size, draft in itertools.product(imagenet_pipelines().items(), sizes, (None, 256)):
+            loader = make_loader(shards[size], Decoded(tf, draft), batch, 0, pin=False, shuffle_buffer=batch)
+            rates.setdefault((name, size, draft), []).append(cpu_rate(loader, args.images // batch - 2))
+    vit_s = per_image_flops("vit_small_patch16_224", [224, 224], dynamic_img_size=True)
+    gpu_rate = {name: args.anchor * vit_s / per_image_flops("vit_small_patch16_224", views, dynamic_img_size=True)
+                for name, (_, views) in imagenet_pipelines().items()}
+    print(f"GPU anchor: {args.anchor:.0f} img/s for a 2x224 ViT-S/16 step on one H200 (stable-pretraining, Barlow"
+          " Twins); other view sets scaled by their ViT-S/16 training FLOPs\n")
+    print("| pipeline (1 worker = 1 core) | JPEG size | decode | img/s per core | ViT-S/16 GPU img/s | cores per GPU |")
+    print("|---|---|---|---:|---:|---:|")
+    table = []
+    for (name, size, draft), r in rates.items():
+        rate = median(r)
+        row = {"pipeline": name, "jpeg": f"{size[0]}x{size[1]}", "decode": f"draft {draft}" if draft else "full",
+               "per_core": rate, "gpu": gpu_rate[name], "cores": gpu_rate[name] / rate}
+        table.append(row)
+        print(f"| {name} | {row['jpeg']} | {row['decode']} | {rate:,.1f} | {row['gpu']:,.0f} | {row['cores']:,.1f} |")
+    at = {row["pipeline"].split(" ")[0].split(",")[0]: row["per_core"] for row in table
+          if row["jpeg"] == "500x375" and row["decode"] != "full"}
+    at["decode"] = at.pop("decode-only")
+    at["MAE"] = at.pop("MAE/I-JEPA")
+    projection = epoch_projection(args, at)
+    if args.json:
+        save_json(args.json, {"anchor_img_s": args.anchor, "rows": table, "projection": projection})
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--imagenet", action="store_true",
+                   help="per-core img/s of the ImageNet recipes' 224-px pipelines and the cores per GPU they need")
+    p.add_argument("--images", type=int, default=96, help="--imagenet: JPEGs per synthetic shard set")
+    p.add_argument("--anchor", type=float, default=870.0,
+                   help="--imagenet: GPU img/s of a 2x224 ViT-S/16 step (stable-pretraining's Barlow Twins on an H200)")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--shards", default=None, help="default: /tmp/shards/cifar10-train (cpu), synthetic JPEGs (cuda)")
     p.add_argument("--batch-size", type=int, default=None, help="default: 64 (cpu), 256 (cuda)")
@@ -132,6 +269,9 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads of the training process on CPU (1: oversubscribed OpenMP on a shared 2-core machine stalls)")
     args = p.parse_args()
+    if args.imagenet:
+        imagenet_cores(args)
+        return
     cuda = args.device == "cuda"
     torch.manual_seed(0)
     if not cuda:
