@@ -95,3 +95,13 @@ def test_inspect_counts_histogram_and_grid(tmp_path: Path, capsys: pytest.Captur
     grid = Image.open(tmp_path / "look" / "inspect.png")
     assert grid.size == (8 * 96, 2 * (96 + 14))  # 12 tiles, 8 per row
     assert "3 classes: 10 to 10 samples per class" in capsys.readouterr().out
+
+
+def test_slurm_array_gives_nodes(monkeypatch: pytest.MonkeyPatch) -> None:
+    from sslkit.data.cli import _nodes
+
+    monkeypatch.setenv("SLURM_ARRAY_TASK_COUNT", "4")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "7")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_MIN", "5")
+    assert _nodes(None, None) == (4, 2)
+    assert _nodes(2, 1) == (2, 1)  # explicit flags win
