@@ -21,7 +21,8 @@ import torch
 from threadpoolctl import threadpool_info, threadpool_limits
 
 from common import repeat_times  # noqa: I001  (bench/ is on sys.path)
-from sslkit.evaluation.blas import cpu_has_native_bf16, describe_blas
+from sslkit.hardware import cpu_has_native_bf16
+from sslkit.evaluation.blas import describe_blas
 from sslkit.evaluation.features import Pooling, extract_features
 from sslkit.evaluation.knn import IndexSpec, build_index, knn_classify, l2_normalize
 from sslkit.evaluation.linear_probe import DEFAULT_LRS, DEFAULT_WDS, linear_probe

@@ -12,37 +12,15 @@ saved ``config.yaml`` (and a resumed run) names the precision that actually ran.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Literal, Union
 
 import torch
 
+from sslkit.hardware import CPU_BF16_FLAGS, cpu_flags, cpu_has_native_bf16  # noqa: F401 (re-exported)
+
 AUTO = "auto"
 BF16 = "bf16-mixed"
 FP32 = "32-true"
-
-# /proc/cpuinfo flags of x86 CPUs with native bf16 matrix instructions.
-CPU_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
-
-
-def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> set[str]:
-    """The CPU's feature flags (Linux ``/proc/cpuinfo``); empty where the file is absent or unreadable."""
-    try:
-        text = cpuinfo.read_text()
-    except OSError:
-        return set()
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() in ("flags", "Features"):  # x86, aarch64
-            return set(value.split())
-    return set()
-
-
-def cpu_has_native_bf16(flags: set[str] | None = None) -> bool:
-    """True when the CPU has AMX-BF16 or AVX-512-BF16 (bf16 GEMMs faster than fp32 ones)."""
-    flags = cpu_flags() if flags is None else flags
-    return any(flag in flags for flag in CPU_BF16_FLAGS)
-
 
 def cuda_has_bf16() -> bool:
     """True when a CUDA device is visible and supports bf16 natively (compute capability >= 8.0)."""

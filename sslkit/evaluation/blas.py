@@ -7,9 +7,10 @@ runs several times below the machine's bound, and so does every FAISS flat searc
 
 Setting ``OPENBLAS_CORETYPE`` would have to happen before the library loads, changes the process for
 every other user of that library and is set on purpose by some sites (old OpenBLAS builds crash or
-compute wrong results on some CPUs), so sslkit never sets it. Instead :func:`faiss_blas_ok` tells the kNN
-search (:mod:`sslkit.evaluation.search`) to run its similarity GEMM on torch's BLAS (MKL / oneDNN, which
-dispatch on the CPU's features at run time) and keep FAISS for the top-k selection.
+compute wrong results on some CPUs), so sslkit never sets it. Instead the kNN search
+(:mod:`sslkit.evaluation.search`) runs its similarity GEMM on a BLAS whose kernels :func:`blas_ok` finds
+as wide as the CPU's (numpy's current OpenBLAS, else torch's MKL / oneDNN, which dispatch at run time) and
+keeps FAISS for the top-k selection.
 """
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-logger = logging.getLogger(__name__)
+from sslkit.hardware import ISA_LEVELS, cpu_flags, cpu_has_native_bf16, cpu_isa, cpu_model
 
-ISA_LEVELS = ("sse", "avx", "avx2", "avx512")
+logger = logging.getLogger(__name__)
 
 # OpenBLAS's x86-64 kernel families (``openblas_get_corename``), by the widest vector ISA they use.
 _OPENBLAS_ISA = {
@@ -52,47 +53,6 @@ class BlasLibrary:
         return f"{self.api} {self.version or '?'} ({self.architecture or 'runtime dispatch'}) [{Path(self.filepath).name}]"
 
 
-def cpu_flags(cpuinfo: str | None = None) -> frozenset[str]:
-    """The CPU's feature flags (``/proc/cpuinfo``; empty where there is none)."""
-    if cpuinfo is None:
-        try:
-            cpuinfo = Path("/proc/cpuinfo").read_text()
-        except OSError:
-            return frozenset()
-    for line in cpuinfo.splitlines():
-        if line.startswith(("flags", "Features")):
-            return frozenset(line.split(":", 1)[1].split())
-    return frozenset()
-
-
-def cpu_isa(flags: frozenset[str] | None = None) -> str:
-    """Widest x86 vector ISA the CPU runs: ``avx512`` (F+BW+VL), ``avx2`` (with FMA), ``avx`` or ``sse``."""
-    flags = cpu_flags() if flags is None else flags
-    if {"avx512f", "avx512bw", "avx512vl"} <= flags:
-        return "avx512"
-    if {"avx2", "fma"} <= flags:
-        return "avx2"
-    return "avx" if "avx" in flags else "sse"
-
-
-def cpu_has_native_bf16(flags: frozenset[str] | None = None) -> bool:
-    """Whether the CPU multiplies bf16 in hardware (AMX or AVX-512 BF16); elsewhere bf16 GEMM is emulated."""
-    flags = cpu_flags() if flags is None else flags
-    return bool({"amx_bf16", "avx512_bf16"} & flags)
-
-
-def cpu_model(cpuinfo: str | None = None) -> str:
-    if cpuinfo is None:
-        try:
-            cpuinfo = Path("/proc/cpuinfo").read_text()
-        except OSError:
-            return "unknown CPU"
-    for line in cpuinfo.splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return "unknown CPU"
-
-
 def blas_libraries(info: list[dict] | None = None) -> list[BlasLibrary]:
     """The BLAS libraries loaded in this process (``threadpoolctl.threadpool_info()`` or a given report)."""
     if info is None:
@@ -112,14 +72,14 @@ def below_cpu(lib: BlasLibrary, isa: str) -> bool:
     return lib.isa is not None and ISA_LEVELS.index(lib.isa) < ISA_LEVELS.index(isa)
 
 
-def faiss_blas(libs: list[BlasLibrary]) -> BlasLibrary | None:
-    """The BLAS the faiss wheel brought (its bundled copy), if threadpoolctl sees one."""
-    import faiss
+def library_of(package: str, libs: list[BlasLibrary]) -> BlasLibrary | None:
+    """The BLAS a wheel brought (``numpy``: ``numpy.libs/``; ``faiss``: ``faiss_cpu.libs/``), if loaded."""
+    import importlib
 
-    folder = Path(faiss.__file__).resolve().parent
-    bundled = {str(folder.parent / f"{folder.name}_cpu.libs"), str(folder.parent / "faiss_cpu.libs"), str(folder)}
+    folder = Path(importlib.import_module(package).__file__).resolve().parent
+    bundled = {folder, folder.parent / f"{folder.name}.libs", folder.parent / f"{folder.name}_cpu.libs"}
     for lib in libs:
-        if str(Path(lib.filepath).resolve().parent) in bundled or "faiss" in Path(lib.filepath).name:
+        if Path(lib.filepath).resolve().parent in bundled:
             return lib
     return None
 
@@ -127,27 +87,29 @@ def faiss_blas(libs: list[BlasLibrary]) -> BlasLibrary | None:
 _checked: dict[str, bool] = {}
 
 
-def faiss_blas_ok(info: list[dict] | None = None, flags: frozenset[str] | None = None) -> bool:
-    """Whether FAISS's own BLAS runs kernels as wide as the CPU's ISA; logs one line the first time it does not.
+def blas_ok(
+    package: str, instead: str = "another BLAS", info: list[dict] | None = None,
+    flags: set[str] | frozenset[str] | None = None,
+) -> bool:
+    """Whether ``package``'s BLAS runs kernels as wide as the CPU's ISA; logs one line the first time it does not.
 
-    ``SSLKIT_KNN_ENGINE`` (``faiss`` / ``torch``) is honoured by the caller, not here.
+    Args:
+        package: whose bundled BLAS (``numpy``, ``faiss``).
+        instead: what the caller uses when it does not, for the log line.
+        info: a threadpoolctl report (default: this process's); flags: CPU flags (default: this CPU's).
     """
-    key = "default" if info is None and flags is None else repr((info, flags))
-    if key in _checked:
-        return _checked[key]
-    isa = cpu_isa(flags)
-    lib = faiss_blas(blas_libraries(info))
-    ok = lib is None or not below_cpu(lib, isa)
-    if not ok:
-        logger.warning(
-            "FAISS's bundled %s runs %s kernels (%s) on a CPU with %s: kNN similarities use torch's BLAS instead",
-            f"OpenBLAS {lib.version}", lib.architecture, lib.isa, isa,
-        )
-    _checked[key] = ok
-    return ok
+    key = repr((package, info, sorted(flags) if flags is not None else None))
+    if key not in _checked:
+        isa = cpu_isa(cpu_flags() if flags is None else set(flags))
+        lib = library_of(package, blas_libraries(info))
+        _checked[key] = lib is None or not below_cpu(lib, isa)
+        if not _checked[key]:
+            logger.warning("%s's %s runs %s kernels (%s) on a CPU with %s: kNN similarities use %s",
+                           package, f"{lib.api} {lib.version}", lib.architecture, lib.isa, isa, instead)
+    return _checked[key]
 
 
-def describe_blas(threads: int | None = None) -> str:
+def describe_blas() -> str:
     """One line for benchmark tables: CPU model and ISA, and each BLAS with the kernels it runs."""
     libs = "; ".join(lib.describe() for lib in blas_libraries())
     env = {k: os.environ[k] for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE") if k in os.environ}

@@ -1,25 +1,29 @@
 """Exact top-k inner-product search for kNN evaluation: which GEMM computes the similarities, and how.
 
 Exhaustive search over a bank is one GEMM (``Q x N x D``) plus a top-k selection, so its bound is the
-machine's GEMM rate. Three engines reach it, all returning the same neighbours:
+machine's GEMM rate. Every engine returns the same neighbours; they differ in whose BLAS runs the GEMM:
 
-- ``faiss``: FAISS's ``IndexFlatIP`` (its bundled BLAS for the GEMM, its C++ heaps for the selection).
-  The fastest where that BLAS runs the CPU's widest kernels: on an AMD EPYC (AVX2) its OpenBLAS (Zen
-  kernels) reaches ~82 GFLOP/s on one core against MKL's ~66, and the search is within 1.05-1.2x of the
-  bound (``bench/eval.py``, docs/benchmarks.md).
-- ``torch``: the GEMM on torch's BLAS (MKL / oneDNN, run-time dispatch on the CPU's features) in blocks,
-  each block fed to FAISS's C++ min-heaps (``float_minheap_array_t.addn``: no index array, ~0.5 ns per
-  similarity), so selection stays a small fraction of the GEMM. Chosen automatically when FAISS's own
-  BLAS runs kernels below the CPU's ISA (:func:`sslkit.evaluation.blas.faiss_blas_ok`): ``faiss-cpu``
-  1.15's OpenBLAS 0.3.15 falls back to "Prescott" on current Intel servers and searches ~4x slower.
-  On CUDA the same blocks run on the GPU (TF32 off) with ``torch.topk`` merging.
+- ``numpy`` (the default where its kernels match the CPU): the GEMM in bank blocks on numpy's OpenBLAS,
+  each block of similarities fed to FAISS's C++ min-heaps (``float_minheap_array_t.addn``: no index array,
+  ~0.5 ns per similarity), so selection stays a small fraction of the GEMM. numpy's wheels bring a current
+  OpenBLAS that knows current CPUs; FAISS's wheel does not (below).
+- ``torch``: the same blocks on torch's BLAS (MKL / oneDNN, run-time dispatch on the CPU's features); the
+  fallback when numpy's BLAS runs kernels below the CPU's ISA, and the engine on CUDA (TF32 off, ``topk``
+  merging on the GPU).
+- ``faiss``: FAISS's own ``IndexFlatIP`` (its bundled BLAS for the GEMM, its heaps for the selection).
+  ``faiss-cpu`` 1.15 bundles OpenBLAS 0.3.15, which falls back to its oldest "Prescott" kernels on current
+  Intel servers and searches ~4x slower than the GEMM bound there; on an AVX2 AMD EPYC its "Zen" kernels
+  ran at ~70-79 GFLOP/s on one core where numpy's OpenBLAS 0.3.31 ran at 82-89 and MKL at 66 (bench/eval.py,
+  docs/benchmarks.md). So FAISS keeps the selection and the IVF index for very large banks, not the GEMM.
+  :mod:`sslkit.evaluation.blas` checks each BLAS's kernels against the CPU and logs one line for one that
+  runs below it.
 - ``bf16`` candidates (``precision="bf16"``): the GEMM in bf16 (AMX on CPU, tensor cores on GPU) keeps the
   top ``k + margin`` per query, then an exact float64 re-rank of those candidates. A per-query bound on the
   bf16 error (from the rounding residuals, Cauchy-Schwarz, fp32 accumulation and bf16 output rounding)
   certifies that no item outside the candidates can reach the exact top-k; a query whose candidates are not
-  certified is rescanned exactly. Results are therefore the exact ones, never "almost". ``precision="auto"``
-  uses it only where bf16 runs in hardware (AMX / AVX-512-BF16 CPUs, CUDA): on AVX2 CPUs torch emulates
-  bf16 GEMM at well under 1 GFLOP/s.
+  certified is searched again with a wider margin, then exactly. Results are the exact ones, never "almost".
+  ``precision="auto"`` uses it only where bf16 runs in hardware (AMX / AVX-512-BF16 CPUs, CUDA): on AVX2
+  CPUs torch emulates bf16 GEMM at well under 1 GFLOP/s.
 """
 
 from __future__ import annotations
@@ -29,10 +33,12 @@ import os
 import faiss
 import numpy as np
 import torch
+from threadpoolctl import threadpool_limits
 
-from sslkit.evaluation.blas import cpu_has_native_bf16, faiss_blas_ok
+from sslkit.hardware import cpu_has_native_bf16
+from sslkit.evaluation.blas import blas_ok
 
-ENGINES = ("auto", "faiss", "torch")
+ENGINES = ("auto", "numpy", "torch", "faiss")
 PRECISIONS = ("auto", "fp32", "bf16")
 _BANK_BLOCK = 4096  # bank rows per GEMM block: the block of sims (Q x 4096 fp32) stays in cache-friendly sizes
 _QUERY_BLOCK = 4096
@@ -41,7 +47,10 @@ _FP32_UNIT = 2.0**-24
 
 
 def resolve_engine(engine: str, device: str | torch.device = "cpu") -> str:
-    """``auto``: ``torch`` on CUDA or when FAISS's BLAS is below the CPU's ISA, else ``faiss``."""
+    """``auto``: ``torch`` on CUDA; on CPU ``numpy`` where its BLAS runs the CPU's widest kernels, else ``torch``.
+
+    ``SSLKIT_KNN_ENGINE`` overrides ``auto``.
+    """
     engine = os.environ.get("SSLKIT_KNN_ENGINE", engine) if engine == "auto" else engine
     if engine not in ENGINES:
         raise ValueError(f"kNN engine must be one of {ENGINES}, got {engine!r}")
@@ -49,7 +58,7 @@ def resolve_engine(engine: str, device: str | torch.device = "cpu") -> str:
         return engine
     if torch.device(device).type == "cuda":
         return "torch"
-    return "faiss" if faiss_blas_ok() else "torch"
+    return "numpy" if blas_ok("numpy", instead="torch's BLAS (MKL)") else "torch"
 
 
 def resolve_precision(precision: str, device: str | torch.device = "cpu") -> str:
@@ -82,28 +91,31 @@ def faiss_flat_search(index: faiss.Index, queries: np.ndarray, k: int) -> tuple[
             setattr(faiss.cvar, name, value)
 
 
-def gemm_topk(
-    bank: torch.Tensor, queries: torch.Tensor, k: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Top-``k`` inner products per query by blocked GEMM on ``bank``'s device and dtype.
+def gemm_topk(bank: np.ndarray | torch.Tensor, queries: np.ndarray | torch.Tensor, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Top-``k`` inner products per query by blocked GEMM: numpy's BLAS for arrays, torch's for tensors.
 
-    Returns float32 ``(Q, k)`` similarities (unsorted ties) and int64 indices, on the host.
+    Returns float32 ``(Q, k)`` similarities (unsorted ties) and int64 indices, on the host. numpy's BLAS
+    pool is held to torch's thread count, so ``--threads`` means the same for every engine.
     """
-    if bank.device.type == "cuda":
+    if isinstance(bank, torch.Tensor) and bank.device.type == "cuda":
         return _gemm_topk_cuda(bank, queries, k)
     num_queries, num_bank = queries.shape[0], bank.shape[0]
     sims = np.empty((num_queries, k), np.float32)
     idx = np.empty((num_queries, k), np.int64)
-    for i in range(0, num_queries, _QUERY_BLOCK):
-        block_q = queries[i : i + _QUERY_BLOCK]
-        heaps = faiss.float_minheap_array_t()  # a min-heap per query keeps its k largest
-        heaps.nh, heaps.k = block_q.shape[0], k
-        heaps.val, heaps.ids = faiss.swig_ptr(sims[i : i + _QUERY_BLOCK]), faiss.swig_ptr(idx[i : i + _QUERY_BLOCK])
-        heaps.heapify()
-        for j in range(0, num_bank, _BANK_BLOCK):
-            block = np.ascontiguousarray((block_q @ bank[j : j + _BANK_BLOCK].T).float().numpy())
-            heaps.addn(block.shape[1], faiss.swig_ptr(block), j, 0, block_q.shape[0])
-        heaps.reorder()
+    with threadpool_limits(torch.get_num_threads(), user_api="blas"):
+        for i in range(0, num_queries, _QUERY_BLOCK):
+            block_q = queries[i : i + _QUERY_BLOCK]
+            heaps = faiss.float_minheap_array_t()  # a min-heap per query keeps its k largest
+            heaps.nh, heaps.k = block_q.shape[0], k
+            heaps.val, heaps.ids = faiss.swig_ptr(sims[i : i + _QUERY_BLOCK]), faiss.swig_ptr(idx[i : i + _QUERY_BLOCK])
+            heaps.heapify()
+            for j in range(0, num_bank, _BANK_BLOCK):
+                block = block_q @ bank[j : j + _BANK_BLOCK].T
+                if isinstance(block, torch.Tensor):
+                    block = block.float().numpy()
+                block = np.ascontiguousarray(block, dtype=np.float32)
+                heaps.addn(block.shape[1], faiss.swig_ptr(block), j, 0, block_q.shape[0])
+            heaps.reorder()
     return sims, idx
 
 
@@ -136,10 +148,13 @@ def flat_search(
     """Exact top-``k`` inner products (unsorted ties) on the engine and precision chosen for this machine."""
     if resolve_precision(precision, device) == "bf16":
         return bf16_search(bank, queries, k, device)[:2]
-    if resolve_engine(engine, device) == "faiss":
+    engine = resolve_engine(engine, device)
+    if engine == "faiss":
         index = faiss.IndexFlatIP(bank.shape[1])
         index.add(bank)
         return faiss_flat_search(index, queries, k)
+    if engine == "numpy":
+        return gemm_topk(bank, queries, k)
     return gemm_topk(torch.from_numpy(bank).to(device), torch.from_numpy(queries).to(device), k)
 
 

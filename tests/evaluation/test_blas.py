@@ -14,15 +14,15 @@ AVX512 = frozenset({"sse", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512v
 AVX2 = frozenset({"sse", "avx", "avx2", "fma"})
 
 
-def report(architecture: str, faiss_bundled: bool = True) -> list[dict]:
+def report(faiss_arch: str, numpy_arch: str = "SkylakeX", faiss_bundled: bool = True) -> list[dict]:
     """A threadpoolctl report as faiss-cpu 1.15 gives it: its own OpenBLAS 0.3.15, and numpy's."""
-    libs = Path(faiss.__file__).resolve().parent.parent / "faiss_cpu.libs"
+    site = Path(faiss.__file__).resolve().parent.parent
+    faiss_lib = site / "faiss_cpu.libs" / "libopenblaso-r0-d77a1985.3.15.so"
     return [
         {"user_api": "blas", "internal_api": "openblas", "num_threads": 2, "version": "0.3.15",
-         "architecture": architecture,
-         "filepath": str(libs / "libopenblaso-r0-d77a1985.3.15.so") if faiss_bundled else "/usr/lib/libopenblas.so"},
+         "architecture": faiss_arch, "filepath": str(faiss_lib) if faiss_bundled else "/usr/lib/libopenblas.so"},
         {"user_api": "blas", "internal_api": "openblas", "num_threads": 2, "version": "0.3.31",
-         "architecture": "SkylakeX", "filepath": "/x/numpy.libs/libscipy_openblas64_.so"},
+         "architecture": numpy_arch, "filepath": str(site / "numpy.libs" / "libscipy_openblas64_-32a4b2a6.so")},
         {"user_api": "openmp", "internal_api": "openmp", "num_threads": 2, "filepath": "/x/libgomp.so"},
     ]
 
@@ -31,40 +31,67 @@ def test_cpu_isa_and_native_bf16_from_flags():
     assert blas.cpu_isa(AVX512) == "avx512" and blas.cpu_has_native_bf16(AVX512)
     assert blas.cpu_isa(AVX2) == "avx2" and not blas.cpu_has_native_bf16(AVX2)
     assert blas.cpu_isa(frozenset({"sse2"})) == "sse"
-    assert blas.cpu_flags("processor: 0\nflags\t\t: fpu avx2 fma\n") == {"fpu", "avx2", "fma"}
 
 
 def test_prescott_kernels_on_an_avx512_cpu_are_noticed_with_one_line(caplog):
     blas._checked.clear()
     with caplog.at_level(logging.WARNING, logger="sslkit.evaluation.blas"):
-        assert not blas.faiss_blas_ok(report("Prescott"), AVX512)
-        assert not blas.faiss_blas_ok(report("Prescott"), AVX512)  # said once, not per search
+        assert not blas.blas_ok("faiss", "numpy's", report("Prescott"), AVX512)
+        assert not blas.blas_ok("faiss", "numpy's", report("Prescott"), AVX512)  # said once, not per search
+        assert blas.blas_ok("numpy", "torch's", report("Prescott"), AVX512)
     lines = [r.getMessage() for r in caplog.records]
-    assert len(lines) == 1 and "Prescott" in lines[0] and "avx512" in lines[0] and "torch" in lines[0]
+    assert len(lines) == 1
+    assert "faiss" in lines[0] and "0.3.15" in lines[0] and "Prescott" in lines[0] and "avx512" in lines[0]
 
 
 @pytest.mark.parametrize("arch,flags", [("SkylakeX", AVX512), ("Zen", AVX2), ("Haswell", AVX2)])
 def test_kernels_that_match_the_cpu_are_kept(arch, flags):
     blas._checked.clear()
-    assert blas.faiss_blas_ok(report(arch), flags)
+    assert blas.blas_ok("faiss", info=report(arch), flags=flags)
 
 
-def test_only_faiss_own_blas_decides():
-    blas._checked.clear()  # an old system OpenBLAS elsewhere in the process is not FAISS's problem
-    assert blas.faiss_blas_ok(report("Prescott", faiss_bundled=False), AVX512)
+def test_each_wheel_is_judged_by_its_own_blas():
+    blas._checked.clear()  # an old system OpenBLAS elsewhere in the process is not FAISS's
+    assert blas.blas_ok("faiss", info=report("Prescott", faiss_bundled=False), flags=AVX512)
+    assert not blas.blas_ok("numpy", info=report("Haswell", numpy_arch="Prescott"), flags=AVX2)
 
 
 def test_engine_follows_the_detection(monkeypatch):
     monkeypatch.delenv("SSLKIT_KNN_ENGINE", raising=False)
-    monkeypatch.setattr(search, "faiss_blas_ok", lambda: False)
-    assert search.resolve_engine("auto") == "torch"
-    monkeypatch.setattr(search, "faiss_blas_ok", lambda: True)
-    assert search.resolve_engine("auto") == "faiss"
-    assert search.resolve_engine("torch") == "torch"
+    monkeypatch.setattr(search, "blas_ok", lambda package, instead="": False)
+    assert search.resolve_engine("auto") == "torch"  # numpy's BLAS misdetected: torch's MKL
+    monkeypatch.setattr(search, "blas_ok", lambda package, instead="": True)
+    assert search.resolve_engine("auto") == "numpy"
+    assert search.resolve_engine("auto", device="cuda") == "torch"
+    assert search.resolve_engine("faiss") == "faiss"
     monkeypatch.setenv("SSLKIT_KNN_ENGINE", "torch")
     assert search.resolve_engine("auto") == "torch"
     with pytest.raises(ValueError, match="engine"):
         search.resolve_engine("blas")
+
+
+def test_the_misdetected_blas_is_not_used_end_to_end(monkeypatch, caplog):
+    """numpy's BLAS reported below the CPU: the search runs on torch's, says so once, and stays exact."""
+    import numpy as np
+
+    from sslkit.evaluation.knn import IndexSpec, knn_predict
+
+    blas._checked.clear()
+    monkeypatch.delenv("SSLKIT_KNN_ENGINE", raising=False)
+    real = blas.blas_libraries
+    monkeypatch.setattr(blas, "blas_libraries", lambda info=None: real(report("Prescott", numpy_arch="Prescott")))
+    monkeypatch.setattr(blas, "cpu_flags", lambda: set(AVX512))
+    engines = []
+    real_gemm = search.gemm_topk
+    monkeypatch.setattr(search, "gemm_topk", lambda b, q, k: engines.append(type(b).__module__) or real_gemm(b, q, k))
+    rng = np.random.default_rng(0)
+    bank, labels, queries = rng.normal(size=(300, 16)), rng.integers(0, 3, 300), rng.normal(size=(20, 16))
+    with caplog.at_level(logging.WARNING, logger="sslkit.evaluation.blas"):
+        auto = knn_predict(bank, labels, queries, ks=(5,), temps=(0.1,), index=IndexSpec(precision="fp32"))
+    assert engines == ["torch"]
+    assert len(caplog.records) == 1 and "Prescott" in caplog.records[0].getMessage()
+    ref = knn_predict(bank, labels, queries, ks=(5,), temps=(0.1,), index=IndexSpec(engine="faiss", precision="fp32"))
+    np.testing.assert_array_equal(auto[(5, 0.1)], ref[(5, 0.1)])
 
 
 def test_bf16_only_where_the_hardware_has_it(monkeypatch):

@@ -40,10 +40,10 @@ def clustered(rng, num, num_classes=10, dim=32, spread=1.5):
     return (centers[labels] + spread * rng.normal(size=(num, dim))).astype(np.float32), labels
 
 
-# Every exact search path: FAISS's own BLAS, torch's GEMM + FAISS heaps, bf16 candidates + exact re-rank.
-PATHS = [IndexSpec(engine="faiss", precision="fp32"), IndexSpec(engine="torch", precision="fp32"),
-         IndexSpec(precision="bf16")]
-PATH_IDS = ["faiss-fp32", "torch-fp32", "bf16-rerank"]
+# Every exact search path: numpy's or torch's GEMM + FAISS heaps, FAISS's own search, bf16 candidates + re-rank.
+PATHS = [IndexSpec(engine="numpy", precision="fp32"), IndexSpec(engine="torch", precision="fp32"),
+         IndexSpec(engine="faiss", precision="fp32"), IndexSpec(precision="bf16")]
+PATH_IDS = ["numpy-fp32", "torch-fp32", "faiss-fp32", "bf16-rerank"]
 
 
 @pytest.mark.parametrize("spec", PATHS, ids=PATH_IDS)
