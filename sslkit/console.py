@@ -25,6 +25,7 @@ _DROPPED_WARNINGS = (
     r"`isinstance\(treespec, LeafSpec\)` is deprecated",                 # Lightning vs torch version skew
     r"Your `IterableDataset` has `__len__` defined",                     # ShardDataModule shards per worker
     r"The `srun` command is available on your system but is not used",   # sslkit's own SLURM launcher
+    r"The number of training batches \(\d+\) is smaller than the logging interval",  # LogLastStep logs it
 )
 _LIGHTNING_LOGGERS = ("lightning.pytorch", "lightning.fabric", "lightning_fabric", "pytorch_lightning")
 

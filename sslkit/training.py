@@ -18,6 +18,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from sslkit.callbacks.data_health import DataHealth
+from sslkit.callbacks.online_knn import OnlineKNNSettings
 from sslkit.callbacks.run_record import CheckData, LogLastStep, RunRecorder
 from sslkit.distributed.checkpoint_io import recover_checkpoint
 from sslkit.distributed.environment import trainer_callbacks, trainer_plugins
@@ -65,6 +66,7 @@ class SSLCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.add_lightning_class_args(DataHealth, "data_health")
+        parser.add_class_arguments(OnlineKNNSettings, "online_knn")  # on when the data sets val_shards
         parser.set_defaults({"checkpoint.save_last": True, "checkpoint.save_top_k": 0})
         accept_auto(parser)  # `precision: auto` (recipes' default), resolved before instantiation
 
@@ -94,6 +96,9 @@ class SSLCLI(LightningCLI):
             LogLastStep(),
             CheckData(self.config.data),
         ]
+        online_knn = self.config_init.online_knn.callback(self.datamodule)
+        if online_knn is not None:
+            kwargs["callbacks"].append(online_knn)
         return super().instantiate_trainer(**kwargs)
 
 
