@@ -22,6 +22,7 @@ AUTO = "auto"
 BF16 = "bf16-mixed"
 FP32 = "32-true"
 
+
 def cuda_has_bf16() -> bool:
     """True when a CUDA device is visible and supports bf16 natively (compute capability >= 8.0)."""
     return torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
