@@ -167,3 +167,10 @@ def no_network(monkeypatch: Any) -> list[Any]:
     monkeypatch.setattr(socket.socket, "connect_ex", refuse)
     monkeypatch.setattr(socket, "getaddrinfo", resolve)
     return attempts
+
+
+def empty_shard_folder(root: Path) -> Path:
+    """A shard folder that passes the CLI's up-front checks (the checkpoint is refused before it is read)."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "manifest.json").write_text('{"shards": [], "num_samples": 0}\n')
+    return root

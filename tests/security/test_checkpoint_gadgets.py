@@ -12,7 +12,9 @@ import pytest
 
 from sslkit.errors import UserError
 from sslkit.objectives import load_objective
-from tests.security.helpers import GADGETS, Victims, assert_one_line_refusal, no_network, plant, tiny_checkpoint
+from tests.security.helpers import (
+    GADGETS, Victims, assert_one_line_refusal, empty_shard_folder, no_network, plant, tiny_checkpoint,
+)
 
 
 @pytest.fixture(scope="module")
@@ -72,8 +74,9 @@ def test_cli_refuses(command, gadget, clean_ckpt, tmp_path, capsys) -> None:
     if command == "publish":
         argv = ["publish", str(tmp_path / "evil.ckpt"), "--out", str(out)]
     else:
-        argv = [*command.split(), "--ckpt", str(tmp_path / "evil.ckpt"), "--train-shards", str(tmp_path / "none"),
-                "--val-shards", str(tmp_path / "none"), "--features", str(out / "features"), "--no-progress"]
+        shards = str(empty_shard_folder(tmp_path / "shards"))
+        argv = [*command.split(), "--ckpt", str(tmp_path / "evil.ckpt"), "--train-shards", shards,
+                "--val-shards", shards, "--features", str(out / "features"), "--no-progress"]
     code, err = _cli(argv, capsys)
     assert code != 0
     assert_one_line_refusal(err, expected)

@@ -10,7 +10,7 @@ import torch
 from sslkit.errors import UserError
 from sslkit.objectives.loading import read_checkpoint
 from tests.publish.helpers import Payload
-from tests.security.helpers import assert_one_line_refusal
+from tests.security.helpers import assert_one_line_refusal, empty_shard_folder
 
 
 def test_random_bytes(tmp_path) -> None:
@@ -52,7 +52,8 @@ def test_eval_cli_says_it_in_one_line(case, tmp_path, capsys) -> None:
     path = tmp_path / f"{case}.ckpt"
     if case == "noise":
         path.write_bytes(os.urandom(512))
-    code = main(["eval", "knn", "--ckpt", str(path), "--train-shards", "x", "--val-shards", "x",
+    shards = str(empty_shard_folder(tmp_path / "shards"))
+    code = main(["eval", "knn", "--ckpt", str(path), "--train-shards", shards, "--val-shards", shards,
                  "--features", str(tmp_path / "f")])
     err = capsys.readouterr().err
     assert code == 2
