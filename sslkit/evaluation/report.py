@@ -7,11 +7,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from sslkit.errors import UserError
 from sslkit.evaluation.results import read_result
 
 
 def read_log_series(path: str | Path, metric: str = "val/knn_top1") -> list[tuple[int, float]]:
-    """``(epoch, value)`` of ``metric`` from a Lightning CSVLogger ``metrics.csv`` or a TensorBoard dir."""
+    """``(step, value)`` of ``metric`` from a Lightning CSVLogger ``metrics.csv`` or a TensorBoard dir."""
     path = Path(path)
     if path.is_dir():
         csvs = sorted(path.rglob("metrics.csv"))
@@ -22,8 +23,8 @@ def read_log_series(path: str | Path, metric: str = "val/knn_top1") -> list[tupl
     with open(path, newline="") as f:
         for row in csv.DictReader(f):
             if row.get(metric) not in (None, ""):
-                epoch = row.get("epoch") or row.get("step") or len(points)
-                points.append((int(float(epoch)), float(row[metric])))
+                step = row.get("step") or row.get("epoch") or len(points)
+                points.append((int(float(step)), float(row[metric])))
     return points
 
 
@@ -34,9 +35,8 @@ def _tensorboard_series(path: Path, metric: str) -> list[tuple[int, float]]:
     for events in sorted({p.parent for p in path.rglob("events.out.tfevents.*")}):
         acc = EventAccumulator(str(events))
         acc.Reload()
-        epochs = {e.step: e.value for e in acc.Scalars("epoch")} if "epoch" in acc.Tags()["scalars"] else {}
         if metric in acc.Tags()["scalars"]:
-            points += [(int(epochs.get(e.step, e.step)), e.value) for e in acc.Scalars(metric)]
+            points += [(int(e.step), e.value) for e in acc.Scalars(metric)]
     return points
 
 
@@ -55,11 +55,12 @@ def draw_report(
     loaded = [(Path(p), read_result(p)) for p in results]
     knn = [(p, r) for p, r in loaded if r["protocol"] == "knn"]
     probe = [(p, r) for p, r in loaded if r["protocol"] == "linear_probe"]
-    panels = [f for f, present in ((_knn_panel, knn), (_probe_panel, probe), (_log_panel, logs)) if present]
+    series = [(Path(p), metric) for p in logs if read_log_series(p, metric)]  # only logs that hold the metric
+    panels = [f for f, present in ((_knn_panel, knn), (_probe_panel, probe), (_log_panel, series)) if present]
     if not panels:
-        raise ValueError("nothing to draw: give kNN / linear-probe results or training logs")
+        raise UserError(f"nothing to draw: give kNN / linear-probe results, or logs that hold {metric}")
     fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.0), squeeze=False)
-    inputs = {_knn_panel: knn, _probe_panel: probe, _log_panel: [(Path(p), metric) for p in logs]}
+    inputs = {_knn_panel: knn, _probe_panel: probe, _log_panel: series}
     for ax, panel in zip(axes[0], panels):
         panel(ax, inputs[panel])
     fig.tight_layout()
@@ -71,8 +72,13 @@ def draw_report(
 
 
 def _label(path: Path, result: dict[str, Any]) -> str:
-    ckpt = (result.get("checkpoint") or {}).get("path")
-    return Path(ckpt).stem if ckpt else path.stem
+    """``<run folder>/<checkpoint>@<sha256[:8]>``: two evaluations of two runs' ``last.ckpt`` stay apart."""
+    ckpt = result.get("checkpoint") or {}
+    if not ckpt.get("path"):
+        return path.stem
+    where = Path(ckpt["path"])
+    run = where.parent.parent.name if where.parent.name == "checkpoints" else where.parent.name
+    return f"{run}/{where.stem}@{str(ckpt.get('sha256', ''))[:8]}"
 
 
 def _knn_panel(ax: Any, knn: list[tuple[Path, dict[str, Any]]]) -> None:
@@ -102,10 +108,12 @@ def _probe_panel(ax: Any, probe: list[tuple[Path, dict[str, Any]]]) -> None:
 
 
 def _log_panel(ax: Any, logs: list[tuple[Path, str]]) -> None:
-    for path, metric in logs:
-        points = read_log_series(path, metric)
-        if points:
-            ax.plot(*zip(*points), marker=".", label=path.parent.name if path.is_file() else path.name)
-    ax.set(xlabel="epoch", ylabel=logs[0][1] + " (%)", title="Online kNN over training")
+    metric = logs[0][1]
+    for path, name in logs:
+        points = read_log_series(path, name)
+        ax.plot(*zip(*points), marker=".", label=path.parent.name if path.is_file() else path.name)
+    percent = "knn" in metric or "top1" in metric or "top5" in metric or "acc" in metric
+    title = "Online kNN over training" if metric.startswith("val/knn") else f"{metric} over training"
+    ax.set(xlabel="optimizer step", ylabel=metric + (" (%)" if percent else ""), title=title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
