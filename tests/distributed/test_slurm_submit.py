@@ -80,7 +80,7 @@ def test_portable_settings(capsys: pytest.CaptureFixture[str], tmp_path: Path) -
     header, body = script.split("set -eo pipefail")
     assert "#SBATCH --gres=gpu:a100:4" in header and "--gpus-per-node" not in header
     assert "#SBATCH --cpus-per-task=12" in header and f"#SBATCH --chdir={tmp_path}" in header
-    assert (body.index("module load cuda/12.4") < body.index("source /opt/env/bin/activate") < body.index("set -u")
+    assert (body.index("module load cuda/12.4") < body.index("source /opt/env/bin/activate") < body.index("\nset -u\n")
             < body.index("srun"))  # set-up runs before `set -u`: activation scripts read unset variables
     assert "srun --kill-on-bad-exit=1 /opt/env/bin/python -m sslkit.cli" in body
     assert 'SRUN_CPUS_PER_TASK="${SLURM_CPUS_PER_TASK}"' in body  # srun >= 22.05 would give 1 core per rank
