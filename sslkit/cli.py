@@ -134,6 +134,14 @@ def _take_debug(argv: list[str]) -> tuple[list[str], bool]:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``sslkit``; returns the exit code (2 for a user error, shown in one line)."""
+    try:
+        return _main(argv)
+    except BrokenPipeError:  # `sslkit recipes | head`: the reader left, which is not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+def _main(argv: list[str] | None) -> int:
     argv_is_sys = argv is None
     argv, debug = _take_debug(list(sys.argv[1:] if argv is None else argv))
     if not argv or argv[0] in ("-h", "--help"):
