@@ -1,5 +1,7 @@
-"""Accuracy at equal budget: SimCLR and I-JEPA pretrained with sslkit and with lightly's reference
-(``bench/vs_lightly.py``'s modules) for the same steps on the same CIFAR-10 images, then kNN top-1.
+"""Accuracy at equal budget: SimCLR, I-JEPA, iBOT and LeJEPA pretrained with sslkit and with lightly's
+reference (``bench/vs_lightly.py``'s and ``bench/lightly_new_methods.py``'s modules) for the same steps on
+the same CIFAR-10 images, then kNN top-1. iBOT and LeJEPA get 2 global 32-px + 2 local 16-px crops
+(iBOT: the same block masks on both sides, from ``sslkit.masking.ibot_masks``).
 
 Both sides of a method see the identical batch sequence: images drawn with one seeded generator,
 views made once per step by ``BatchViews`` on the CPU (the same augmented tensors go to both), and
@@ -68,6 +70,8 @@ def build(method: str, vit: dict[str, Any], seed: int = 0, context: str = "all")
     from sslkit.objectives import IJEPA, SimCLR
 
     torch.manual_seed(seed)
+    if method in NEW_METHODS:
+        return build_new(method, vit, seed)
     if method == "simclr":
         ours = SimCLR(backbone="vit_tiny_patch16_224", backbone_kwargs=vit, proj_hidden_dim=1024, proj_output_dim=128,
                       temperature=0.2, gather_distributed=False)
@@ -96,6 +100,47 @@ def build(method: str, vit: dict[str, Any], seed: int = 0, context: str = "all")
     return ours, ref, ours_collate, ref_collate
 
 
+NEW_METHODS = ("ibot", "lejepa")
+
+
+def build_new(method: str, vit: dict[str, Any], seed: int) -> tuple[nn.Module, nn.Module, Any, Any]:
+    """iBOT (sslkit's DINOv2 objective in its iBOT setting) or LeJEPA, and lightly's, with identical weights."""
+    from lightly_new_methods import LightlyIBOT, LightlyLeJEPA
+    from sslkit.objectives import DINOv2, LeJEPA
+
+    dynamic = {**vit, "dynamic_img_size": True}
+    if method == "lejepa":
+        ours = LeJEPA(backbone="vit_tiny_patch16_224", backbone_kwargs=dynamic, proj_hidden_dim=1024, proj_output_dim=128)
+        torch.manual_seed(seed)
+        return ours, LightlyLeJEPA(vit), None, None
+    ref = LightlyIBOT(vit, out_dim=1024)
+    ours = DINOv2(backbone="vit_tiny_patch16_224", backbone_kwargs=dynamic, proj_hidden_dim=512, proj_bottleneck_dim=64,
+                  proj_output_dim=1024, norm_last_layer=True, freeze_last_layer_epochs=0, centering="centering",
+                  koleo_weight=0.0, teacher_temp=0.04, warmup_teacher_temp=0.04, ema_momentum=0.99,
+                  ema_momentum_end=0.99)
+    # lightly's masked ViT re-initialises the ViT it wraps (as for I-JEPA): start sslkit from its weights.
+    for mine, theirs in ((ours.backbone, ref.backbone.vit), (ours.teacher_backbone, ref.teacher_backbone.vit),
+                         (ours.projection_head, ref.head), (ours.teacher_projection_head, ref.teacher_head)):
+        mine.load_state_dict(theirs.state_dict())
+    with torch.no_grad():
+        ours.mask_token.copy_(ref.backbone.mask_token)
+    return ours, ref, None, None
+
+
+def multicrop_batch(images: torch.Tensor, method: str, g: torch.Generator, patch_size: int) -> dict[str, Any]:
+    """2 global 32-px + 2 local 16-px crops (MultiCropViews' scales), and iBOT's block masks."""
+    from sslkit.masking import ibot_masks
+
+    views = BatchViews(32, num_views=2, min_scale=0.4, blur_prob=0.0, mean=CIFAR_MEAN, std=CIFAR_STD)(images, generator=g)
+    views += BatchViews(16, num_views=2, min_scale=0.05, max_scale=0.4, blur_prob=0.0, mean=CIFAR_MEAN,
+                        std=CIFAR_STD)(images, generator=g)
+    batch: dict[str, Any] = {"views": views}
+    if method == "ibot":
+        grid = (32 // patch_size,) * 2
+        batch["masks_ibot"] = ibot_masks(2 * len(images), grid, (0.1, 0.5), 0.5, g)
+    return batch
+
+
 def views_for(method: str) -> BatchViews:
     if method == "simclr":  # recipes/simclr/vit_tiny_cifar10.yaml's augmentation
         return BatchViews(32, num_views=2, min_scale=0.2, cj_strength=0.5, blur_prob=0.0, mean=CIFAR_MEAN, std=CIFAR_STD)
@@ -119,6 +164,10 @@ def run(method: str, data: dict[str, torch.Tensor], args: argparse.Namespace, se
     train, train_labels = data["train"], data["train_labels"]
     for i in range(args.steps):
         idx = torch.randint(0, len(train), (args.batch_size,), generator=g)
+        if method in NEW_METHODS:  # the same views (and masks) for both sides
+            _lockstep(steps, seconds, *[multicrop_batch(train[idx], method, g, vit["patch_size"])] * 2, i)
+            ours.trainer.global_step += 1
+            continue
         views = aug(train[idx], generator=g)
         keys = [f"{int(j):06d}-{i}" for j in idx]
         batch = {"views": views, "label": train_labels[idx], "key": keys}
@@ -128,23 +177,29 @@ def run(method: str, data: dict[str, torch.Tensor], args: argparse.Namespace, se
             ref_batch = {"views": views, "lightly_masks_enc": enc, "lightly_masks_pred": pred}
         else:
             ours_batch = ref_batch = batch
-        for side, b in (("sslkit", ours_batch), ("lightly", ref_batch)) if i % 2 == 0 else \
-                (("lightly", ref_batch), ("sslkit", ours_batch)):
-            t0 = time.perf_counter()
-            steps[side](b)
-            seconds[side] += time.perf_counter() - t0
+        _lockstep(steps, seconds, ours_batch, ref_batch, i)
         ours.trainer.global_step += 1
     out["sslkit"] = knn_top1(ours.eval_backbone(), data)
-    out["lightly"] = knn_top1(ref.target_encoder if method == "ijepa" else ref.backbone, data)
+    ref_eval = {"ijepa": lambda: ref.target_encoder, "ibot": lambda: ref.teacher_backbone}.get(method, lambda: ref.backbone)()
+    out["lightly"] = knn_top1(ref_eval, data)
     out["sslkit_s"], out["lightly_s"] = seconds["sslkit"], seconds["lightly"]
     return out
+
+
+def _lockstep(steps: dict[str, Any], seconds: dict[str, float], ours_batch: dict, ref_batch: dict, i: int) -> None:
+    """One step of each side, alternating which goes first, timing each."""
+    for side, b in (("sslkit", ours_batch), ("lightly", ref_batch)) if i % 2 == 0 else \
+            (("lightly", ref_batch), ("sslkit", ours_batch)):
+        t0 = time.perf_counter()
+        steps[side](b)
+        seconds[side] += time.perf_counter() - t0
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--train-shards", default="/tmp/shards/cifar10-train")
     p.add_argument("--test-shards", default="/tmp/shards/cifar10-test")
-    p.add_argument("--methods", nargs="+", default=["simclr", "ijepa"])
+    p.add_argument("--methods", nargs="+", default=["simclr", "ijepa"], choices=["simclr", "ijepa", *NEW_METHODS])
     p.add_argument("--steps", type=int, default=40)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--depth", type=int, default=4)
