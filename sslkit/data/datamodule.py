@@ -177,11 +177,11 @@ class ShardDataModule(pl.LightningDataModule):
         elif limit is not None and limit < 1.0:
             num_batches = int(num_batches * limit)
         # Lightning fixes the epoch length at setup, in two places: the loop's count and the combined
-        # loader's limit (read again when the epoch's iterator starts, just after this call).
+        # loader's limits, a list its epoch iterator (being built around this call) holds: change it in place.
         trainer.fit_loop.max_batches = num_batches
         combined = getattr(trainer.fit_loop, "_combined_loader", None)
         if combined is not None and combined.limits is not None:
-            combined.limits = [num_batches] * len(combined.limits)
+            combined.limits[:] = [num_batches] * len(combined.limits)
 
 
 def build_eval_loader(

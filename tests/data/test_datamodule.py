@@ -43,9 +43,9 @@ class CrashAtStep(pl.Callback):
             raise Crash
 
 
-def _trainer(tmp_path: Path, *callbacks: pl.Callback) -> pl.Trainer:
+def _trainer(tmp_path: Path, *callbacks: pl.Callback, max_epochs: int = 2) -> pl.Trainer:
     return pl.Trainer(
-        max_epochs=2, accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
+        max_epochs=max_epochs, accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
         enable_model_summary=False, default_root_dir=tmp_path,
         callbacks=[SampleKeyLog(tmp_path / "keys"), PreemptionCheckpoint(save_last_on_epoch_end=False), *callbacks],
     )
@@ -147,3 +147,29 @@ def test_second_resume_from_end_of_epoch_checkpoint_no_replay(make_shards: MakeS
     for epoch in range(3):
         keys = Counter(k for r in by_step.values() if r["epoch"] == epoch for k in r["keys"])
         assert len(keys) == 60 and max(keys.values()) == 1, f"epoch {epoch} not exactly once"
+
+
+@pytest.mark.parametrize("first,second", [(4, 6), (6, 4)])
+def test_resume_with_another_batch_size_finishes_the_epoch_then_follows(make_shards: MakeShards, tmp_path: Path,
+                                                                        first: int, second: int) -> None:
+    # Elastic: the interrupted epoch ends with its remaining samples in the new batches; the next
+    # epoch has the new allocation's length, shorter or longer (Lightning fixes it at setup otherwise).
+    shards = make_shards(60, per_shard=10)
+    per_epoch = 60 // first
+    checkpoints = ModelCheckpoint(tmp_path / "ckpt", filename="{step}", every_n_train_steps=1, save_top_k=-1)
+    dm = ShardDataModule(shards, batch_size_per_device=first, num_workers=2, shuffle_buffer=8, seed=5, pin_memory=False)
+    with pytest.raises(Crash):
+        _trainer(tmp_path, checkpoints, CrashAtStep(per_epoch + 3)).fit(TinyObjective(), dm)
+    dm = ShardDataModule(shards, batch_size_per_device=second, num_workers=3, shuffle_buffer=8, seed=5, pin_memory=False)
+    trainer = _trainer(tmp_path, max_epochs=3)
+    trainer.fit(TinyObjective(), dm, ckpt_path=tmp_path / "ckpt" / f"step={per_epoch + 2}.ckpt")
+    records = read_key_log(tmp_path / "keys" / "keys-rank0.jsonl")
+    records = records[: per_epoch + 2] + records[per_epoch + 3:]  # the crashed step is lost work
+    epoch1 = Counter(k for r in records if r["epoch"] == 1 for k in r["keys"])
+    resumed_steps = (60 - 2 * first) // second
+    assert max(epoch1.values()) == 1 and len(epoch1) == 2 * first + resumed_steps * second  # each once
+    assert 60 - len(epoch1) < second  # "drop": only the new global batch's remainder is dropped
+    assert sum(1 for r in records if r["epoch"] == 1) == 2 + resumed_steps
+    epoch2 = [r for r in records if r["epoch"] == 2]
+    assert len(epoch2) == 60 // second and len({k for r in epoch2 for k in r["keys"]}) == 60 // second * second
+    assert trainer.global_step == per_epoch + 2 + resumed_steps + 60 // second
