@@ -55,21 +55,25 @@ def _final(run_dir: Path, steps: int) -> dict:
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(digit_shards: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[int, dict]:
-    """Final weights of the same runs (1 and 2 ranks), never killed."""
-    weights = {}
-    for ranks in (1, 2):
-        run_dir = tmp_path_factory.mktemp(f"uninterrupted{ranks}")
-        run_pretrain(_recipe(digit_shards, run_dir, run_dir / "recipe.yaml", ranks, pausing=False), run_dir)
-        steps = EPOCHS * _steps_per_epoch(ranks)
-        assert_exactly_once(run_dir / "keys", ranks, NUM_SAMPLES, EPOCHS, steps // EPOCHS)
-        weights[ranks] = _final(run_dir, steps)
-    return weights
+def uninterrupted(digit_shards: Path, tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+    """Final weights of the same run on ``ranks`` ranks, never killed (computed once per rank count)."""
+    weights: dict[int, dict] = {}
+
+    def get(ranks: int) -> dict:
+        if ranks not in weights:
+            run_dir = tmp_path_factory.mktemp(f"uninterrupted{ranks}")
+            run_pretrain(_recipe(digit_shards, run_dir, run_dir / "recipe.yaml", ranks, pausing=False), run_dir)
+            steps = EPOCHS * _steps_per_epoch(ranks)
+            assert_exactly_once(run_dir / "keys", ranks, NUM_SAMPLES, EPOCHS, steps // EPOCHS)
+            weights[ranks] = _final(run_dir, steps)
+        return weights[ranks]
+
+    return get
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("ranks", [1, 2])
-def test_kill9_soak_exactly_once_and_same_weights(ranks: int, uninterrupted: dict, digit_shards: Path,
+def test_kill9_soak_exactly_once_and_same_weights(ranks: int, uninterrupted, digit_shards: Path,  # noqa: ANN001
                                                   tmp_path: Path) -> None:
     seed = int(os.environ.get("SSLKIT_KILL_SEED", time.time_ns() % 10_000))
     rng = random.Random(seed)
@@ -94,9 +98,9 @@ def test_kill9_soak_exactly_once_and_same_weights(ranks: int, uninterrupted: dic
         for step in range(1, steps + 1):
             assert len({tuple(r["keys"]) for r in records if r["step"] == step}) == 1, f"step {step} changed"
     assert_exactly_once(run_dir / "keys", ranks, NUM_SAMPLES, EPOCHS, steps // EPOCHS)
-    resumed = _final(run_dir, steps)
-    assert resumed.keys() == uninterrupted[ranks].keys()
-    for name, value in uninterrupted[ranks].items():  # same ops on one thread: bitwise equal
+    resumed, reference = _final(run_dir, steps), uninterrupted(ranks)
+    assert resumed.keys() == reference.keys()
+    for name, value in reference.items():  # same ops on one thread: bitwise equal
         assert torch.equal(resumed[name], value), name
 
 
