@@ -18,7 +18,7 @@ def _grid(indices: torch.Tensor, side: int) -> torch.Tensor:
 
 
 def test_targets_are_rectangles_and_context_avoids_them(samples) -> None:
-    batch = MultiBlockMaskCollator(input_size=32, patch_size=4, seed=3)(samples)
+    batch = MultiBlockMaskCollator(input_size=32, patch_size=4, seed=3, context="all")(samples)
     context, lens, targets = batch["masks_context"], batch["masks_context_lens"], batch["masks_target"]
     B, M, Kt = targets.shape
     assert (B, M) == (8, 4) and context.shape[0] == B and lens.shape == (B,)
@@ -37,9 +37,9 @@ def test_targets_are_rectangles_and_context_avoids_them(samples) -> None:
 
 
 def test_same_seed_same_masks_other_seed_other_masks(samples) -> None:
-    a = MultiBlockMaskCollator(32, 4, seed=7)(samples)
-    b = MultiBlockMaskCollator(32, 4, seed=7)(samples)
-    c = MultiBlockMaskCollator(32, 4, seed=8)(samples)
+    a = MultiBlockMaskCollator(32, 4, seed=7, context="all")(samples)
+    b = MultiBlockMaskCollator(32, 4, seed=7, context="all")(samples)
+    c = MultiBlockMaskCollator(32, 4, seed=8, context="all")(samples)
     for key in ("masks_context", "masks_context_lens", "masks_target"):
         assert torch.equal(a[key], b[key])
     same = [a[k].shape == c[k].shape and torch.equal(a[k], c[k]) for k in ("masks_context", "masks_target")]
@@ -68,7 +68,8 @@ def test_target_block_sizes_cover_lightlys() -> None:
 
 def test_truncate_cuts_every_context_to_the_batch_minimum(samples) -> None:
     """The authors' (and lightly's) policy: same draws, each row keeps its first ``min(lens)`` patches."""
-    whole = MultiBlockMaskCollator(32, 4, seed=5)(samples)
+    assert MultiBlockMaskCollator(32, 4).context == "truncate"  # the default, chosen in docs/benchmarks.md
+    whole = MultiBlockMaskCollator(32, 4, seed=5, context="all")(samples)
     cut = MultiBlockMaskCollator(32, 4, seed=5, context="truncate")(samples)
     lens = whole["masks_context_lens"]
     assert "masks_context_lens" not in cut and int(lens.min()) < int(lens.max())  # a batch where it matters

@@ -64,7 +64,7 @@ def test_context_encoder_sees_only_context_tokens() -> None:
     torch.manual_seed(0)
     model = _model()
     model.total_steps = lambda: 10  # no trainer attached
-    batch = MultiBlockMaskCollator(32, 4, seed=0)(random_samples())
+    batch = MultiBlockMaskCollator(32, 4, seed=0, context="all")(random_samples())
     P, lens = model.backbone.num_prefix_tokens, batch["masks_context_lens"]
     student = block_token_counts(model.backbone, lambda: model.training_step(batch, 0))
     teacher = block_token_counts(model.teacher_backbone, lambda: model.training_step(batch, 0))
@@ -76,8 +76,8 @@ def test_context_encoder_sees_only_context_tokens() -> None:
 
 
 def test_masks_are_made_in_workers_reproducibly(digit_shards) -> None:
-    first = worker_batches(digit_shards, VIEWS, MultiBlockMaskCollator(32, 4, seed=5))
-    again = worker_batches(digit_shards, VIEWS, MultiBlockMaskCollator(32, 4, seed=5))
+    first = worker_batches(digit_shards, VIEWS, MultiBlockMaskCollator(32, 4, seed=5, context="all"))
+    again = worker_batches(digit_shards, VIEWS, MultiBlockMaskCollator(32, 4, seed=5, context="all"))
     assert {int(b["mask_worker"]) for b in first} == {0, 1}
     for a, b in zip(first, again):
         assert a["key"] == b["key"]
