@@ -139,6 +139,9 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `sslkit recipes | head`: the reader left, which is not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except KeyboardInterrupt:  # Ctrl-C: what was committed stays (a checkpoint, feature chunks); no traceback
+        print("sslkit: interrupted", file=sys.stderr)
+        return 130
 
 
 def _main(argv: list[str] | None) -> int:
