@@ -85,7 +85,8 @@ def test_kill9_soak_exactly_once_and_same_weights(ranks: int, uninterrupted, dig
     for kill in range(KILLS):
         start = saved_step(run_dir)
         mid_write = kill % 3 == 2
-        target = min(start + rng.randint(1, 3), steps - 1)
+        # spread over the whole run (all epochs), a random step or two past an even share
+        target = min(max(start + 1, (kill + 1) * (steps - 2) // KILLS + rng.randint(0, 1)), steps - 1)
         run_until_killed(recipe, run_dir, key_log, step=target, mid_write=mid_write)
         kills.append(("write" if mid_write else target, start, saved_step(run_dir)))
     print(f"kills (point, from, last.ckpt after): {kills} (SSLKIT_KILL_SEED={seed} reproduces them)")
