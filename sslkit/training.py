@@ -26,6 +26,7 @@ from sslkit.distributed.precision import accept_auto, resolve_config_precision
 from sslkit.distributed.preemption import EXIT_PREEMPTED, Preempted
 from sslkit.errors import UserError
 from sslkit.objectives.base import SSLObjective
+from sslkit.objectives.loading import checked_hyper_parameters
 from sslkit.preflight import check_sizes, run_record
 from sslkit.recipes import explain_parse_error
 from sslkit.run_dir import (
@@ -88,7 +89,7 @@ class SSLCLI(LightningCLI):
                 TensorBoardLogger(self.run_dir, name="tb", version=""),
             ]
         # Atomic checkpoint writes, SLURM without Lightning's in-handler requeue, preemption callback.
-        kwargs["plugins"] = trainer_plugins(self.config_init.trainer.get("plugins"))
+        kwargs["plugins"] = trainer_plugins(self.config_init.trainer.get("plugins"), checked_hyper_parameters)
         kwargs["callbacks"] = [
             *trainer_callbacks(self.config_init.trainer.get("callbacks")),
             RunRecorder(run_record(self.config.model, self.config.data, self.recipe_names, str(self.run_dir)),

@@ -13,12 +13,13 @@ Reads are weights-only, always: :meth:`AtomicCheckpointIO.load_checkpoint` for L
 
 from __future__ import annotations
 
-import logging
 import contextlib
+import logging
+import re
 import functools
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,14 +27,27 @@ import torch
 from lightning.fabric.utilities.types import _PATH
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from sslkit.errors import RefusedInput
+
 log = logging.getLogger(__name__)
+_GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
 
 TMP_SUFFIX = ".tmp"
 OLD_SUFFIX = ".old"
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Lightning's ``TorchCheckpointIO`` with temp-file + ``fsync`` + rename writes for local paths."""
+    """Lightning's ``TorchCheckpointIO`` with temp-file + ``fsync`` + rename writes for local paths.
+
+    Args:
+        check: called as ``check(checkpoint, path)`` on every checkpoint read, before Lightning sees it; the
+            training run passes :func:`sslkit.objectives.loading.checked_hyper_parameters` (injected so that
+            ``distributed/`` knows nothing of objectives).
+    """
+
+    def __init__(self, check: Callable[[dict[str, Any], str], object] | None = None) -> None:
+        super().__init__()
+        self.check = check
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: _PATH, storage_options: Any | None = None) -> None:
         bad = non_finite_tensors(checkpoint.get("state_dict", {}))
@@ -62,17 +76,52 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
         Lightning passes ``weights_only=None``, which torch resolves from the environment
         (``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1`` turns unpickling on); here it is ``True`` whatever the
-        caller or the environment says. ``hyper_parameters`` get the same checks as ``load_objective``.
+        caller or the environment says. ``hyper_parameters`` go through ``check`` (in a training run: the
+        same checks as ``load_objective``).
         """
-        from sslkit.objectives.loading import checked_hyper_parameters, read_checkpoint
-
         if "://" in str(path):
             checkpoint = super().load_checkpoint(path, map_location=map_location, weights_only=True)
         else:
             checkpoint = read_checkpoint(path)
-        if "sslkit_objective" in checkpoint or "hyper_parameters" in checkpoint:
-            checked_hyper_parameters(checkpoint, str(path))
+        if self.check is not None and ("sslkit_objective" in checkpoint or "hyper_parameters" in checkpoint):
+            self.check(checkpoint, str(path))
         return checkpoint
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """``torch.load(weights_only=True)``: tensors and plain containers only, never arbitrary objects.
+
+    Raises:
+        RefusedInput: one line (a missing file, a folder, a file that is not a weights-only checkpoint).
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise RefusedInput(
+            f"{path} is a directory (a DeepSpeed checkpoint?): convert it first with "
+            "`python -m sslkit.distributed.zero DIR OUT.ckpt` (or `sslkit publish DIR`, which converts it)"
+        )
+    if not path.exists():
+        raise RefusedInput(f"{path}: no such checkpoint file (the checkpoint of a run is RUN_DIR/checkpoints/last.ckpt)")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - torch's message advises weights_only=False: never repeat it
+        raise RefusedInput(
+            f"refusing to load {path}: it is not a weights-only checkpoint ({unreadable_reason(err)}). sslkit never "
+            "unpickles arbitrary objects; re-save it with tensors and plain types only."
+        ) from None
+    if not isinstance(ckpt, dict):
+        raise RefusedInput(f"refusing to load {path}: it is not a weights-only checkpoint (it holds a {type(ckpt).__name__})")
+    return ckpt
+
+
+def unreadable_reason(err: Exception) -> str:
+    """Why ``torch.load`` failed, in a few words and without torch's unsafe advice."""
+    found = _GLOBAL.search(str(err))
+    if found:
+        return f"it pickles {found.group(1)}, which is not plain data"
+    if isinstance(err, OSError):
+        return f"unreadable: {err.strerror or type(err).__name__}"
+    return "not a torch checkpoint file: truncated, corrupt or another format"
 
 
 def non_finite_tensors(state_dict: dict[str, Any]) -> list[str]:

@@ -60,11 +60,12 @@ def _as_list(value: Any) -> list[Any]:
     return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
-def trainer_plugins(plugins: Any = None) -> list[Any]:
-    """``plugins`` plus :class:`AtomicCheckpointIO` and, inside SLURM, ``SLURMEnvironment(auto_requeue=False)``."""
+def trainer_plugins(plugins: Any = None, checkpoint_check: Any = None) -> list[Any]:
+    """``plugins`` plus :class:`AtomicCheckpointIO` (reading through ``checkpoint_check``) and, inside SLURM,
+    ``SLURMEnvironment(auto_requeue=False)``."""
     out = _as_list(plugins)
     if not any(isinstance(p, CheckpointIO) for p in out):
-        out.append(AtomicCheckpointIO())
+        out.append(AtomicCheckpointIO(check=checkpoint_check))
     if SLURMEnvironment.detect() and not any(isinstance(p, ClusterEnvironment) for p in out):
         out.append(SLURMEnvironment(auto_requeue=False, requeue_signal=signal.SIGUSR1))
     return out

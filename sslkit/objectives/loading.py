@@ -7,12 +7,10 @@ Two rules (``docs/design.md``, "Checkpoints"): the file is read with ``torch.loa
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
-import torch
-
+from sslkit.distributed.checkpoint_io import read_checkpoint, unreadable_reason  # noqa: F401 (public here too)
 from sslkit.objectives.base import SSLObjective
 from sslkit.objectives.registry import (
     SLOT_OF_KEY,
@@ -26,43 +24,6 @@ from sslkit.objectives.registry import (
 
 # What LightningCLI writes as ``_instantiator``; a checkpoint naming any other callable is refused.
 _CLI_INSTANTIATOR = "lightning.pytorch.cli.instantiate_module"
-_GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
-
-
-def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """``torch.load(weights_only=True)``: tensors and plain containers only, never arbitrary objects.
-
-    Raises:
-        RefusedInput: one line (a missing file, a folder, a file that is not a weights-only checkpoint).
-    """
-    path = Path(path)
-    if path.is_dir():
-        raise RefusedInput(
-            f"{path} is a directory (a DeepSpeed checkpoint?): convert it first with "
-            "`python -m sslkit.distributed.zero DIR OUT.ckpt` (or `sslkit publish DIR`, which converts it)"
-        )
-    if not path.exists():
-        raise RefusedInput(f"{path}: no such checkpoint file (the checkpoint of a run is RUN_DIR/checkpoints/last.ckpt)")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - torch's message advises weights_only=False: never repeat it
-        raise RefusedInput(
-            f"refusing to load {path}: it is not a weights-only checkpoint ({unreadable_reason(err)}). sslkit never "
-            "unpickles arbitrary objects; re-save it with tensors and plain types only."
-        ) from None
-    if not isinstance(ckpt, dict):
-        raise RefusedInput(f"refusing to load {path}: it is not a weights-only checkpoint (it holds a {type(ckpt).__name__})")
-    return ckpt
-
-
-def unreadable_reason(err: Exception) -> str:
-    """Why ``torch.load`` failed, in a few words and without torch's unsafe advice."""
-    found = _GLOBAL.search(str(err))
-    if found:
-        return f"it pickles {found.group(1)}, which is not plain data"
-    if isinstance(err, OSError):
-        return f"unreadable: {err.strerror or type(err).__name__}"
-    return "not a torch checkpoint file: truncated, corrupt or another format"
 
 
 def checked_hyper_parameters(ckpt: dict[str, Any], where: str) -> tuple[type[SSLObjective], dict[str, Any]]:
