@@ -24,6 +24,8 @@ import torch.nn.functional as F
 from lightly.models.modules.center import Center
 from torch import Tensor, nn
 
+from sslkit.losses.precision import fp32
+
 Centering = Literal["centering", "sinkhorn_knopp"]
 
 
@@ -49,6 +51,7 @@ class TeacherCentering(nn.Module):
         self.center = Center(size=(1, output_dim), momentum=center_momentum)
 
     @torch.no_grad()
+    @fp32
     def forward(self, teacher_logits: Tensor, teacher_temp: float) -> Tensor:
         """``(M, K)`` logits -> ``(M, K)`` fp32 probabilities (rows sum to 1); updates the centre."""
         k = self.center.value.shape[-1]
@@ -75,6 +78,7 @@ def _all_reduce_logsumexp(x: Tensor, dim: int | None = None) -> Tensor:
 
 
 @torch.no_grad()
+@fp32
 def sinkhorn_knopp(logits: Tensor, teacher_temp: float, iterations: int = 3) -> Tensor:
     """DINOv2's ``sinkhorn_knopp_teacher`` (SwAV's algorithm) over the global batch, in the log domain.
 
@@ -110,6 +114,7 @@ def _check_logits(teacher_probs: Tensor, student_logits: Tensor, name: str) -> N
                          f"{tuple(teacher_probs.shape)} and {tuple(student_logits.shape)}")
 
 
+@fp32
 def cross_entropy(teacher_probs: Tensor, student_logits: Tensor, student_temp: float) -> Tensor:
     """Per-row ``-sum_k t_k log softmax(s / T_s)_k``, ``(M,)``, in fp32."""
     _check_logits(teacher_probs, student_logits, "cross_entropy")
@@ -155,6 +160,7 @@ def ibot_patch_loss(teacher_probs: Tensor, student_logits: Tensor, masks: Tensor
     return (ce * weight).sum() / masks.shape[0]
 
 
+@fp32
 def gram_anchoring_loss(student_patches: Tensor, gram_teacher_patches: Tensor) -> Tensor:
     """DINOv3's Gram anchoring: MSE between the patch-similarity (Gram) matrices of student and Gram teacher.
 
