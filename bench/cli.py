@@ -1,4 +1,4 @@
-"""Wall time of `sslkit --help` and `sslkit pretrain --help` (median of 5 fresh processes), next to the
+"""Wall time of `sslkit --help` and each command's `--help` (median of 5 fresh processes), next to the
 bare interpreter start (`python -c pass`), the floor any command pays.
 
     flock -x /tmp/sslkit-cpu.lock python bench/cli.py
@@ -16,6 +16,9 @@ COMMANDS = {
     "sslkit --help": [sys.executable, "-m", "sslkit.cli", "--help"],
     "sslkit pretrain --help": [sys.executable, "-m", "sslkit.cli", "pretrain", "--help"],
     "sslkit recipes": [sys.executable, "-m", "sslkit.cli", "recipes"],
+    "sslkit eval --help": [sys.executable, "-m", "sslkit.cli", "eval", "--help"],
+    "sslkit publish --help": [sys.executable, "-m", "sslkit.cli", "publish", "--help"],
+    "sslkit embed --help": [sys.executable, "-m", "sslkit.cli", "embed", "--help"],
 }
 
 

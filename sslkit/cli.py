@@ -8,6 +8,7 @@ commands:
   pretrain     train from a recipe: sslkit pretrain -c simclr/vit_tiny_cifar10 [--trainer.max_epochs=N ...]
   data         write and check WebDataset shards (sslkit data shard --source cifar10 ...)
   eval         frozen-feature evaluation: extract, knn, probe, report
+  embed        a checkpoint's features of shards or an image folder, to .npy (+ keys) or .parquet
   slurm        render and submit an sbatch job for a recipe
   publish      a run as a folder that plain timm loads, with a model card
 
@@ -31,6 +32,7 @@ from sslkit.errors import EXIT_USER_ERROR, UserError
 # Subcommands implemented by their own package: `sslkit data ...` -> sslkit.data.cli.main(argv).
 _DELEGATES = {
     "data": "sslkit.data.cli",
+    "embed": "sslkit.evaluation.embed",
     "eval": "sslkit.evaluation.cli",
     "slurm": "sslkit.distributed.slurm",
     "publish": "sslkit.publish.cli",

@@ -1,15 +1,18 @@
-"""Evaluation of frozen backbones: feature extraction, FAISS kNN, linear probes, RankMe, reports."""
+"""Evaluation of frozen backbones: feature extraction, FAISS kNN, linear probes, RankMe, reports.
 
-from sslkit.evaluation.equivariance import procrustes_residual, rotation_prediction_accuracy, transform_procrustes_residual
-from sslkit.evaluation.feature_store import extract_to_disk, load_features
-from sslkit.evaluation.features import Features, Pooling, extract_features, iter_features
-from sslkit.evaluation.knn import DEFAULT_KS, DEFAULT_TEMPS, IndexSpec, knn_classify, knn_key, knn_predict
-from sslkit.evaluation.linear_probe import LinearProbeGrid, linear_probe, logistic_regression_probe
-from sslkit.evaluation.rankme import rankme
+The names load on first use (:func:`sslkit.faces.lazy_face`): ``sslkit eval --help`` imports no torch.
+"""
 
-__all__ = [
-    "DEFAULT_KS", "DEFAULT_TEMPS", "Features", "IndexSpec", "LinearProbeGrid", "Pooling", "extract_features",
-    "extract_to_disk", "iter_features", "knn_classify", "knn_key", "knn_predict", "linear_probe", "load_features",
-    "logistic_regression_probe", "procrustes_residual", "rankme", "rotation_prediction_accuracy",
-    "transform_procrustes_residual",
-]
+from sslkit.faces import lazy_face
+
+_EXPORTS = {
+    **dict.fromkeys(("procrustes_residual", "rotation_prediction_accuracy", "transform_procrustes_residual"),
+                    "equivariance"),
+    **dict.fromkeys(("read_embeddings", "write_embeddings"), "embed"),
+    **dict.fromkeys(("extract_to_disk", "load_features"), "feature_store"),
+    **dict.fromkeys(("Features", "Pooling", "extract_features", "iter_features"), "features"),
+    **dict.fromkeys(("DEFAULT_KS", "DEFAULT_TEMPS", "IndexSpec", "knn_classify", "knn_key", "knn_predict"), "knn"),
+    **dict.fromkeys(("LinearProbeGrid", "linear_probe", "logistic_regression_probe"), "linear_probe"),
+    "rankme": "rankme",
+}
+__all__ = lazy_face(__name__, _EXPORTS)

@@ -2,24 +2,17 @@
 
 A published folder holds ``model.safetensors`` (timm state-dict keys), ``config.json`` (timm's hub
 layout: ``architecture``, ``model_args``, ``pretrained_cfg``), ``README.md`` (model card),
-``training_config.yaml``, ``eval/`` (result JSONs) and ``SHA256SUMS``.
+``training_config.yaml``, ``eval/`` (result JSONs) and ``SHA256SUMS``. The names load on first use
+(:func:`sslkit.faces.lazy_face`): ``sslkit publish --help`` imports no torch.
 """
 
-from sslkit.publish.checksums import ChecksumError, verify_sums, write_sums
-from sslkit.publish.folder import PublishOptions, publish
-from sslkit.publish.hub import HubUnreachable, PushError, push_folder
-from sslkit.publish.loading import load_pretrained
-from sslkit.publish.source import PublishError
+from sslkit.faces import lazy_face
 
-__all__ = [
-    "ChecksumError",
-    "HubUnreachable",
-    "PublishError",
-    "PublishOptions",
-    "PushError",
-    "load_pretrained",
-    "publish",
-    "push_folder",
-    "verify_sums",
-    "write_sums",
-]
+_EXPORTS = {
+    **dict.fromkeys(("ChecksumError", "verify_sums", "write_sums"), "checksums"),
+    **dict.fromkeys(("PublishOptions", "publish"), "folder"),
+    **dict.fromkeys(("HubUnreachable", "PushError", "push_folder"), "hub"),
+    "load_pretrained": "loading",
+    "PublishError": "source",
+}
+__all__ = lazy_face(__name__, _EXPORTS)
