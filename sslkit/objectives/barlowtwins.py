@@ -25,6 +25,8 @@ class BarlowTwins(SSLObjective):
         **kwargs: Optimisation settings of :class:`SSLObjective`.
     """
 
+    paper = "Zbontar et al., 2021, Barlow Twins: Self-Supervised Learning via Redundancy Reduction, arXiv:2103.03230"
+
     def __init__(
         self,
         backbone: str = "resnet18_cifar",

@@ -6,7 +6,7 @@ callback, composed by the objective itself.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import lightning as L
 import torch
@@ -28,7 +28,13 @@ class SSLObjective(L.LightningModule):
         warmup_epochs: Linear warmup length, in (fractional) epochs.
         momentum: SGD/LARS momentum.
         betas: AdamW betas.
+
+    Attributes:
+        paper: The method's paper, ``"Authors, year, Title, arXiv:ID"``; each objective sets it (the
+            model card of ``sslkit publish`` cites it).
     """
+
+    paper: ClassVar[str] = ""
 
     def __init__(
         self,

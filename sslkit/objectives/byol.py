@@ -30,6 +30,11 @@ class BYOL(SSLObjective):
         **kwargs: Optimisation settings of :class:`SSLObjective`.
     """
 
+    paper = (
+        "Grill et al., 2020, Bootstrap Your Own Latent: A New Approach to Self-Supervised Learning, "
+        "arXiv:2006.07733"
+    )
+
     def __init__(
         self,
         backbone: str = "resnet18_cifar",

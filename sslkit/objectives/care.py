@@ -33,6 +33,11 @@ class CARE(SSLObjective):
         **kwargs: Optimisation settings of :class:`SSLObjective`.
     """
 
+    paper = (
+        "Gupta et al., 2023, Structuring Representation Geometry with Rotationally Equivariant Contrastive Learning, "
+        "arXiv:2306.13924"
+    )
+
     def __init__(
         self,
         backbone: str = "resnet18_cifar",

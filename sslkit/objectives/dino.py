@@ -41,6 +41,8 @@ class DINO(SSLObjective):
         **kwargs: Optimisation settings of :class:`SSLObjective`.
     """
 
+    paper = "Caron et al., 2021, Emerging Properties in Self-Supervised Vision Transformers, arXiv:2104.14294"
+
     def __init__(
         self,
         backbone: str = "vit_small_patch16_224",

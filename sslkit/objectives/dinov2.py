@@ -50,6 +50,8 @@ class DINOv2(SSLObjective):
         **kwargs: Optimisation settings of :class:`SSLObjective`.
     """
 
+    paper = "Oquab et al., 2023, DINOv2: Learning Robust Visual Features without Supervision, arXiv:2304.07193"
+
     def __init__(
         self,
         backbone: str = "vit_small_patch16_224",

@@ -31,6 +31,11 @@ class IJEPA(SSLObjective):
         **kwargs: Optimisation settings of :class:`SSLObjective`.
     """
 
+    paper = (
+        "Assran et al., 2023, Self-Supervised Learning from Images with a Joint-Embedding Predictive Architecture, "
+        "arXiv:2301.08243"
+    )
+
     def __init__(
         self,
         backbone: str = "vit_tiny_patch16_224",

@@ -35,6 +35,11 @@ class LeJEPA(SSLObjective):
         **kwargs: Optimisation settings of :class:`SSLObjective`.
     """
 
+    paper = (
+        "Balestriero & LeCun, 2025, LeJEPA: Provable and Scalable Self-Supervised Learning Without the Heuristics, "
+        "arXiv:2511.08544"
+    )
+
     def __init__(
         self,
         backbone: str = "vit_small_patch16_224",

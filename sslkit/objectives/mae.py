@@ -27,6 +27,8 @@ class MAE(SSLObjective):
         **kwargs: Optimisation settings of :class:`SSLObjective`.
     """
 
+    paper = "He et al., 2022, Masked Autoencoders Are Scalable Vision Learners, arXiv:2111.06377"
+
     def __init__(
         self,
         backbone: str = "vit_tiny_patch16_224",

@@ -31,6 +31,8 @@ class MoCoV3(SSLObjective):
         **kwargs: Optimisation settings of :class:`SSLObjective`.
     """
 
+    paper = "Chen, Xie, He, 2021, An Empirical Study of Training Self-Supervised Vision Transformers, arXiv:2104.02057"
+
     def __init__(
         self,
         backbone: str = "vit_small_patch16_224",

@@ -39,6 +39,8 @@ class MSN(SSLObjective):
         **kwargs: Optimisation settings of :class:`SSLObjective`.
     """
 
+    paper = "Assran et al., 2022, Masked Siamese Networks for Label-Efficient Learning, arXiv:2204.07141"
+
     def __init__(
         self,
         backbone: str = "vit_small_patch16_224",

@@ -34,6 +34,11 @@ class NNCLR(SSLObjective):
         **kwargs: Optimisation settings of :class:`SSLObjective`.
     """
 
+    paper = (
+        "Dwibedi et al., 2021, With a Little Help from My Friends: Nearest-Neighbor Contrastive Learning of "
+        "Visual Representations, arXiv:2104.14548"
+    )
+
     def __init__(
         self,
         backbone: str = "resnet18_cifar",

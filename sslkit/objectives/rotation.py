@@ -25,6 +25,11 @@ class FourFoldRotation(nn.Module):
         view: Index into ``batch["views"]`` of the view to rotate (default: the last one).
     """
 
+    paper = (
+        "Dangovski et al., 2022, Equivariant Self-Supervised Learning: Encouraging Equivariance in Representations, "
+        "arXiv:2111.00899"
+    )
+
     def __init__(self, in_dim: int, hidden_dim: int = 2048, view: int = -1) -> None:
         super().__init__()
         self.head = RotationPredictionHead(in_dim, hidden_dim)

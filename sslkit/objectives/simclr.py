@@ -31,6 +31,8 @@ class SimCLR(SSLObjective):
         **kwargs: Optimisation settings of :class:`SSLObjective`.
     """
 
+    paper = "Chen et al., 2020, A Simple Framework for Contrastive Learning of Visual Representations, arXiv:2002.05709"
+
     def __init__(
         self,
         backbone: str = "resnet18_cifar",

@@ -25,6 +25,8 @@ class SimMIM(SSLObjective):
         **kwargs: Optimisation settings of :class:`SSLObjective`.
     """
 
+    paper = "Xie et al., 2022, SimMIM: A Simple Framework for Masked Image Modeling, arXiv:2111.09886"
+
     def __init__(
         self,
         backbone: str = "vit_tiny_patch16_224",

@@ -28,6 +28,8 @@ class SimSiam(SSLObjective):
         **kwargs: Optimisation settings of :class:`SSLObjective`.
     """
 
+    paper = "Chen & He, 2021, Exploring Simple Siamese Representation Learning, arXiv:2011.10566"
+
     def __init__(
         self,
         backbone: str = "resnet18_cifar",

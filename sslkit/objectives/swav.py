@@ -39,6 +39,11 @@ class SwAV(SSLObjective):
         **kwargs: Optimisation settings of :class:`SSLObjective`.
     """
 
+    paper = (
+        "Caron et al., 2020, Unsupervised Learning of Visual Features by Contrasting Cluster Assignments, "
+        "arXiv:2006.09882"
+    )
+
     def __init__(
         self,
         backbone: str = "resnet18_cifar",

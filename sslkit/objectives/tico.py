@@ -31,6 +31,11 @@ class TiCo(SSLObjective):
         **kwargs: Optimisation settings of :class:`SSLObjective`.
     """
 
+    paper = (
+        "Zhu et al., 2022, TiCo: Transformation Invariance and Covariance Contrast for Self-Supervised Visual Representation Learning, "
+        "arXiv:2206.10698"
+    )
+
     def __init__(
         self,
         backbone: str = "resnet18_cifar",

@@ -29,6 +29,11 @@ class VICReg(SSLObjective):
         **kwargs: Optimisation settings of :class:`SSLObjective`.
     """
 
+    paper = (
+        "Bardes, Ponce, LeCun, 2022, VICReg: Variance-Invariance-Covariance Regularization for Self-Supervised Learning, "
+        "arXiv:2105.04906"
+    )
+
     def __init__(
         self,
         backbone: str = "resnet18_cifar",

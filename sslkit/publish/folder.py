@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import importlib
 import json
 import os
 import shutil
@@ -48,13 +47,6 @@ class PublishOptions:
     batch_size: int = 256
     num_workers: int = 0
     overwrite: bool = False
-
-
-def _paper(class_path: str) -> str:
-    """The first docstring line of the objective's module: ``Method: Authors, year, "Title"``."""
-    module = importlib.import_module(class_path.rpartition(".")[0])
-    first = (module.__doc__ or "").strip().splitlines()
-    return " ".join(first[:2]).split(": ", 1)[-1].strip().rstrip(".") if first else "see sslkit.objectives"
 
 
 def _budget(source: Source, record: RunRecord | None) -> dict[str, Any]:
@@ -190,7 +182,7 @@ def _write(source: Source, staging: Path, out: Path, options: PublishOptions) ->
         "license": options.license,
         "objective": class_path,
         "objective_name": class_path.rpartition(".")[2],
-        "paper": _paper(class_path),
+        "paper": type(source.objective).paper,
         "which": which,
         "default_which": default_which,
         "hparams": {k: v for k, v in hparams.items() if not k.startswith("_")},

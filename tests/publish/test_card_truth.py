@@ -21,6 +21,7 @@ import yaml
 from sslkit.cli import main as sslkit_main
 from sslkit.evaluation.feature_store import load_features
 from sslkit.evaluation.results import checkpoint_record, write_result
+from sslkit.objectives.simclr import SimCLR
 from sslkit.publish import load_pretrained, publish
 from tests.publish.test_roundtrip import splits
 
@@ -70,6 +71,7 @@ def test_budget_and_dataset_come_from_the_run(trained_run, tmp_path: Path) -> No
     assert front_matter(folder)["datasets"] == ["digits"]
     assert "mean [0.4914, 0.4822, 0.4465]" in card and "(from: input_size: run record" in card
     assert str(tmp_path) not in card  # relative paths only
+    assert f"**SimCLR** ({SimCLR.paper})" in card and "arXiv:2002.05709" in card  # the class names its paper
     files = card.split("## Files", 1)[1].split("##", 1)[0]
     for name in re.findall(r"`([^`]+)` \(", files):
         assert (folder / name).is_file(), name
