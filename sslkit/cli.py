@@ -22,7 +22,6 @@ import argparse
 import importlib
 import os
 import sys
-import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
@@ -48,25 +47,6 @@ def _version() -> str:
         return version("sslkit")
     except PackageNotFoundError:
         return "unknown (not installed)"
-
-
-def _run_key() -> str:
-    """``job<id>`` under SLURM (each array task its own), the torchrun id, else the local time."""
-    if os.environ.get("SLURM_ARRAY_JOB_ID"):
-        return f"job{os.environ['SLURM_ARRAY_JOB_ID']}_{os.environ.get('SLURM_ARRAY_TASK_ID', '0')}"
-    if os.environ.get("SLURM_JOB_ID"):
-        return f"job{os.environ['SLURM_JOB_ID']}"
-    if os.environ.get("TORCHELASTIC_RUN_ID"):  # the same on every torchrun worker and restart
-        return f"torchrun-{os.environ['TORCHELASTIC_RUN_ID']}"
-    return time.strftime("%Y%m%d-%H%M%S")
-
-
-def _run_dir_default(recipes: list[str], objective: str = "run") -> Path:
-    """``runs/<objective>/<recipe>/<job id or time>`` (``$SSLKIT_RUN_DIR`` if the user set one)."""
-    if os.environ.get("SSLKIT_RUN_DIR"):
-        return Path(os.environ["SSLKIT_RUN_DIR"])
-    name = Path(recipes[-1]).stem if recipes else "run"
-    return Path("runs") / objective / name / _run_key()
 
 
 def _pretrain_parser() -> argparse.ArgumentParser:
@@ -103,7 +83,11 @@ def pretrain(argv: list[str], argv_is_sys: bool = False) -> int:
         merged = load_recipes(files)
     except (FileNotFoundError, ValueError) as err:
         raise UserError(str(err)) from err
-    run_dir = args.run_dir or _run_dir_default([str(f) for f in files], objective_name(merged))
+    from sslkit.run_dir import fingerprint, resolve_run_dir
+
+    # A plain re-run of the same command (same recipe and overrides) finds its unfinished run and resumes it.
+    run_dir = resolve_run_dir([str(f) for f in files], objective_name(merged), args.run_dir or os.environ.get("SSLKIT_RUN_DIR"),
+                              args.resume, fingerprint(merged, rest))
     if argv_is_sys and args.run_dir is None:
         sys.argv += [RUN_DIR_FLAG, str(run_dir)]  # Lightning's DDP re-launch re-runs sys.argv: same folder
     if args.help_lightning:

@@ -133,3 +133,24 @@ def test_run_folder_record_and_last_step_logged(
     assert record["budget"]["batch_size_per_device"] == 16 and record["budget"]["world_size"] == 1
     assert record["preprocessing"]["input_size"] == 32 and record["preprocessing"]["mean"][0] == pytest.approx(0.4914)
     assert set(Path(tempfile.gettempdir()).glob("sslkit-recipe-*")) == before
+
+
+def test_the_same_command_resumes_an_unfinished_run(
+    tmp_path: Path, digit_shards: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run that did not finish (killed: no `.finished`) is found again by the plain same command and resumed;
+    a changed override, or a finished run, gets a folder of its own."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("SSLKIT_RUN_DIR", raising=False)
+    recipe = str(tiny_recipe(tmp_path, digit_shards))
+    assert main(["pretrain", "-c", recipe]) == 0
+    (first,) = (tmp_path / "runs" / "simclr" / "tiny").iterdir()
+    (first / ".finished").unlink()  # as if killed after its last checkpoint
+    capsys.readouterr()
+    assert main(["pretrain", "-c", recipe, "--trainer.max_steps=3"]) == 0  # another config: a new run
+    assert len(list((tmp_path / "runs" / "simclr" / "tiny").iterdir())) == 2
+    capsys.readouterr()
+    assert main(["pretrain", "-c", recipe]) == 0  # the same command as the first run
+    assert f"run folder {first.relative_to(tmp_path)}" in capsys.readouterr().err
+    assert len(list((tmp_path / "runs" / "simclr" / "tiny").iterdir())) == 2
+    assert (first / ".finished").exists()
