@@ -9,6 +9,7 @@ from typing import Any
 import yaml
 
 from sslkit.errors import RefusedInput, UserError
+from sslkit.presets import MASK_COLLATORS, NORMALISING_TRANSFORMS, STATS
 
 BASE_KEY = "_base_"
 MAX_YAML_NODES = 100_000  # a recipe has a few hundred nodes once its aliases are expanded
@@ -30,13 +31,20 @@ def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]
     return out
 
 
-def load_recipe(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
-    """Load a recipe and the ``_base_`` files it names (paths relative to the recipe), bases first.
+def load_recipe(path: str | Path) -> dict[str, Any]:
+    """Load a recipe and the ``_base_`` files it names (paths relative to the recipe), bases first, with
+    its ``stats:`` and ``image:`` sections expanded (:func:`expand_sections`).
 
     Raises:
         FileNotFoundError: naming the missing recipe or base.
         ValueError: on a cycle of bases or a recipe that is not a mapping.
+        UserError: on a bad ``stats:``/``image:`` section or a value disagreeing with it.
     """
+    return expand_sections(_load_layers(Path(path)))
+
+
+def _load_layers(path: Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A recipe merged over its ``_base_`` files, sections not yet expanded (a later layer may set them)."""
     path = Path(path).resolve()
     if path in _seen:
         raise ValueError(f"recipe bases form a cycle: {' -> '.join(str(p) for p in (*_seen, path))}")
@@ -50,7 +58,7 @@ def load_recipe(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any
     bases = [bases] if isinstance(bases, str) else list(bases)
     merged: dict[str, Any] = {}
     for base in bases:
-        merged = deep_merge(merged, load_recipe(path.parent / base, (*_seen, path)))
+        merged = deep_merge(merged, _load_layers(path.parent / base, (*_seen, path)))
     return deep_merge(merged, data)
 
 
@@ -109,5 +117,83 @@ def load_recipes(paths: list[str | Path]) -> dict[str, Any]:
     """Merge several recipes in order (``-c a.yaml -c b.yaml``): later files win."""
     merged: dict[str, Any] = {}
     for path in paths:
-        merged = deep_merge(merged, load_recipe(path))
-    return merged
+        merged = deep_merge(merged, _load_layers(Path(path)))
+    return expand_sections(merged)
+
+
+def expand_sections(recipe: dict[str, Any]) -> dict[str, Any]:
+    """Pop the recipe-level sections and write their values where LightningCLI validates them.
+
+    ``stats: <preset>`` (:data:`sslkit.presets.STATS`) gives ``mean``/``std`` to every normalising
+    transform (under ``data``, or a device-augmentation callback's views); ``image: {size, patch_size}``
+    gives ``img_size``/``patch_size`` to ``model.init_args.backbone_kwargs`` and ``input_size``/``patch_size``
+    to every mask collator. A key the recipe states itself must agree: one source of truth, not two.
+
+    Raises:
+        UserError: unknown preset, malformed section, or a stated value that disagrees.
+    """
+    out = copy.deepcopy(recipe)
+    stats, image = out.pop("stats", None), out.pop("image", None)
+    if stats is not None:
+        if not isinstance(stats, str) or stats not in STATS:
+            raise UserError(f"recipe stats: {stats!r} is not a preset; write one of {', '.join(sorted(STATS))}"
+                            " (or drop stats: and give each transform mean/std lists)")
+        mean, std = (list(values) for values in STATS[stats])
+        for where, args in _components(out, "sslkit.transforms.", NORMALISING_TRANSFORMS, ""):
+            _fill(args, {"mean": mean, "std": std}, where, f"stats: {stats}")
+    if image is not None:
+        size, patch = _image_section(image)
+        model = out.setdefault("model", {})
+        kwargs = model.setdefault("init_args", {}).setdefault("backbone_kwargs", {})
+        _fill(kwargs, {"img_size": size, **({"patch_size": patch} if patch else {})},
+              "model.init_args.backbone_kwargs", "image")
+        for where, args in _components(out, "sslkit.masking.", MASK_COLLATORS, ""):
+            if patch is None:
+                raise UserError(f"recipe image: has no patch_size, which {where} needs; add image.patch_size")
+            _fill(args, {"input_size": size, "patch_size": patch}, where, "image")
+    return out
+
+
+def _image_section(image: Any) -> tuple[int, int | None]:
+    """``(size, patch_size or None)`` of an ``image:`` section, or a one-line :class:`UserError`."""
+    if not isinstance(image, dict) or set(image) - {"size", "patch_size"} or "size" not in image:
+        raise UserError(f"recipe image: {image!r} must be a mapping {{size: <px>, patch_size: <px>}}"
+                        " (patch_size for ViTs only)")
+    values = [image["size"], image.get("patch_size")]
+    if any(v is not None and (isinstance(v, bool) or not isinstance(v, int) or v <= 0) for v in values):
+        raise UserError(f"recipe image: {image!r}: size and patch_size must be positive integers (pixels)")
+    return values[0], values[1]
+
+
+def _components(node: Any, prefix: str, names: frozenset[str], where: str) -> list[tuple[str, dict[str, Any]]]:
+    """``(dotted path, init_args)`` of every ``{class_path: <prefix>[module.]<name>}`` mapping under ``node``."""
+    found: list[tuple[str, dict[str, Any]]] = []
+    if isinstance(node, dict):
+        class_path = node.get("class_path")
+        if isinstance(class_path, str) and class_path.startswith(prefix) and class_path.rsplit(".", 1)[-1] in names:
+            if not isinstance(node.get("init_args"), dict):
+                node["init_args"] = {}
+            found.append((f"{where}.init_args", node["init_args"]))
+        for key, child in node.items():
+            found += _components(child, prefix, names, f"{where}.{key}" if where else str(key))
+    elif isinstance(node, list):
+        for i, child in enumerate(node):
+            found += _components(child, prefix, names, f"{where}[{i}]")
+    return found
+
+
+def _fill(args: dict[str, Any], values: dict[str, Any], where: str, section: str) -> None:
+    """Set ``values`` in ``args``; a key already there must equal its value (else a :class:`UserError`)."""
+    for key, value in values.items():
+        stated = args.get(key)
+        if stated is not None and _normalised(stated) != _normalised(value):
+            raise UserError(f"recipe {where}.{key} is {stated} but {section} gives {value}; drop {key} there"
+                            " (the section is the one source) or change the section")
+        args[key] = value
+
+
+def _normalised(value: Any) -> Any:
+    """Lists/tuples of numbers as a tuple of floats, so ``[0.5, 0.5, 0.5]`` equals ``(0.5, 0.5, 0.5)``."""
+    if isinstance(value, (list, tuple)):
+        return tuple(float(v) if isinstance(v, (int, float)) else v for v in value)
+    return value

@@ -1,9 +1,9 @@
 """``sslkit quickstart``: the embedded default run, end to end on a 2-core CPU in a few minutes.
 
 Writes scikit-learn's bundled handwritten digits (upsampled to 32 px) to WebDataset shards,
-pretrains SimCLR on a small ViT through the same DataModule/objective/Trainer a recipe uses, and
-compares weighted-kNN top-1 on the held-out split for raw pixels, the random-init backbone and the
-pretrained one. Results go to ``<out>/quickstart.json`` (+ ``.md``).
+pretrains the recipe ``simclr/vit_tiny_digits`` (SimCLR on a small ViT) through the same LightningCLI
+machinery as ``sslkit pretrain``, and compares weighted-kNN top-1 on the held-out split for raw
+pixels, the random-init backbone and the pretrained one. Results go to ``<out>/quickstart.json`` (+ ``.md``).
 """
 
 from __future__ import annotations
@@ -16,26 +16,19 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import lightning as L
-from lightning.pytorch.callbacks import ModelCheckpoint
 from torch import nn
 
-from sslkit.callbacks.run_record import LogLastStep, RunRecorder
-from sslkit.data import ShardDataModule, build_eval_loader, open_source, write_shards
-from sslkit.distributed.precision import resolve_precision
+from sslkit.config import load_recipe
+from sslkit.data import build_eval_loader, open_source, write_shards
 from sslkit.evaluation.features import extract_features
 from sslkit.evaluation.knn import knn_classify, knn_key
 from sslkit.evaluation.results import checkpoint_record
-from sslkit.objectives import SimCLR
-from sslkit.run_logs import ResumableCSVLogger
-from sslkit.run_record import Budget, Preprocessing, RunRecord, dataset_from_manifest
-from sslkit.transforms import EvalTransform, SimCLRViews
+from sslkit.presets import STATS
+from sslkit.recipes import resolve_recipe
+from sslkit.training import SSLCLI, build_cli
+from sslkit.transforms import EvalTransform
 
-MEAN, STD = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
-# A ViT-Tiny-width encoder, shallow enough to pretrain in ~3 minutes on 2 cores: 8-px patches
-# give 16 tokens per 32-px digit (each patch covers 2x2 of the original 8x8 pixels).
-BACKBONE = "vit_tiny_patch16_224"
-BACKBONE_KWARGS = {"img_size": 32, "patch_size": 8, "depth": 4}
+RECIPE = "simclr/vit_tiny_digits"  # what the run is: objective, backbone, views, schedule (recipes/)
 
 
 # What each row means, one sentence each (printed under the table and written into quickstart.md).
@@ -50,10 +43,10 @@ EXPLAIN = (
 def _parse(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="sslkit quickstart", description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, default=Path("runs/quickstart"), help="shards, checkpoints, results")
-    p.add_argument("--epochs", type=int, default=8)
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--num-workers", type=int, default=1)
+    p.add_argument("--epochs", type=int, default=None, help="default: the recipe's trainer.max_epochs")
+    p.add_argument("--batch-size", type=int, default=None, help="default: the recipe's batch_size_per_device")
+    p.add_argument("--lr", type=float, default=None, help="default: the recipe's lr")
+    p.add_argument("--num-workers", type=int, default=None, help="default: the recipe's num_workers")
     p.add_argument("--seed", type=int, default=0)
     return p.parse_args(argv)
 
@@ -69,12 +62,6 @@ def write_digit_shards(out: Path) -> dict[str, Path]:
     return dirs
 
 
-def digit_views() -> SimCLRViews:
-    """SimCLR views for grayscale digits: crops, small rotations and contrast, no flips or hue."""
-    return SimCLRViews(input_size=32, min_scale=0.3, cj_prob=0.8, cj_strength=0.5, gray_prob=0.0,
-                       blur_prob=0.0, hflip_prob=0.0, rotation_degrees=10, mean=MEAN, std=STD)
-
-
 def knn_top1(
     backbone: nn.Module | None, shards: dict[str, Any], transform: Callable | None = None, num_workers: int = 0
 ) -> dict[str, float]:
@@ -86,7 +73,7 @@ def knn_top1(
         transform: eval preprocessing; default: the digits' normalisation at 32 px.
         num_workers: decoding workers.
     """
-    transform = transform or EvalTransform(32, mean=MEAN, std=STD)
+    transform = transform or EvalTransform(32, *STATS["digits"])
     model = backbone if backbone is not None else nn.Flatten()
     feats = {}
     for split, path in shards.items():
@@ -97,51 +84,35 @@ def knn_top1(
     return {key: result[key] for key in (knn_key(20, 0.07, "top1"), knn_key(200, 0.1, "top1"))}
 
 
-def build_model(args: argparse.Namespace) -> SimCLR:
-    return SimCLR(backbone=BACKBONE, backbone_kwargs=BACKBONE_KWARGS, proj_hidden_dim=512, proj_output_dim=128,
-                  temperature=0.2, lr=args.lr, weight_decay=0.05, warmup_epochs=1.0)
-
-
-def _record(args: argparse.Namespace, shards: dict[str, Path]) -> RunRecord:
-    """The run record a recipe run writes: what ``sslkit publish runs/quickstart`` puts in the card."""
-    return RunRecord(
-        objective="sslkit.objectives.SimCLR", recipes=["sslkit quickstart"], run_dir=str(args.out),
-        train=dataset_from_manifest(str(shards["train"])), val=dataset_from_manifest(str(shards["test"])),
-        budget=Budget(batch_size_per_device=args.batch_size),
-        preprocessing=Preprocessing(32, 32, MEAN, STD),
-    )
-
-
-def pretrain(model: SimCLR, args: argparse.Namespace, shards: dict[str, Path]) -> SimCLR:
-    dm = ShardDataModule(shards["train"], batch_size_per_device=args.batch_size, num_workers=args.num_workers,
-                         train_transform=digit_views(), shuffle_buffer=512, seed=args.seed, pin_memory=False)
-    trainer = L.Trainer(
-        accelerator="cpu", devices=1, max_epochs=args.epochs, default_root_dir=args.out,
-        precision=resolve_precision("auto", "cpu")[0],  # as recipes' `precision: auto`
-        logger=ResumableCSVLogger(args.out, name="", version=""), log_every_n_steps=5, enable_model_summary=False,
-        callbacks=[ModelCheckpoint(dirpath=args.out / "checkpoints", save_last=True, save_top_k=0),
-                   RunRecorder(_record(args, shards), args.out), LogLastStep()],
-    )
-    trainer.fit(model, datamodule=dm)
-    return model
+def build_run(args: argparse.Namespace, shards: dict[str, Path]) -> SSLCLI:
+    """Model, data and trainer of :data:`RECIPE`, the quickstart's flags as dotted overrides."""
+    flags = {"trainer.max_epochs": args.epochs, "data.init_args.batch_size_per_device": args.batch_size,
+             "model.init_args.lr": args.lr, "data.init_args.num_workers": args.num_workers}
+    overrides = [f"--seed_everything={args.seed}", f"--data.init_args.seed={args.seed}",
+                 f"--data.init_args.train_shards={shards['train']}", f"--data.init_args.val_shards={shards['test']}",
+                 *(f"--{key}={value}" for key, value in flags.items() if value is not None)]
+    path = resolve_recipe(RECIPE)
+    return build_cli(overrides, args.out, recipe=load_recipe(path), recipe_files=[path], recipe_names=[RECIPE])
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv or [])
     start = time.perf_counter()
-    L.seed_everything(args.seed, verbose=False)
     shards = write_digit_shards(args.out)
-    rows: dict[str, dict[str, float]] = {"raw_pixels": knn_top1(None, shards)}
-    model = build_model(args)
-    rows["random_init"] = knn_top1(copy.deepcopy(model.backbone), shards)  # the very init that is trained
-    rows["pretrained"] = knn_top1(pretrain(model, args, shards).backbone, shards)
+    cli = build_run(args, shards)  # seeds, then builds the model: the very init that is trained
+    model, transform = cli.model, cli.datamodule.eval_transform
+    rows: dict[str, dict[str, float]] = {"raw_pixels": knn_top1(None, shards, transform)}
+    rows["random_init"] = knn_top1(copy.deepcopy(model.backbone), shards, transform)
+    cli.trainer.fit(model, datamodule=cli.datamodule)
+    rows["pretrained"] = knn_top1(model.backbone, shards, transform)
     seconds = time.perf_counter() - start
     table = _table(rows)
     print(f"\nkNN top-1 on held-out digits ({seconds:.0f} s total)\n" + "\n".join(table) + "\n\n" + "\n".join(EXPLAIN))
-    ckpt = args.out / "checkpoints" / "last.ckpt"
+    ckpt, init = args.out / "checkpoints" / "last.ckpt", cli.config.model.init_args
     result = {
         "protocol": "knn", "objective": "SimCLR", "dataset": "sklearn digits (32 px), stratified 80/20 split",
-        "backbone": BACKBONE, "backbone_kwargs": BACKBONE_KWARGS, "epochs": args.epochs,
+        "recipe": RECIPE, "backbone": init.backbone, "backbone_kwargs": dict(init.backbone_kwargs or {}),
+        "epochs": cli.trainer.max_epochs,
         "seconds": round(seconds, 1), "checkpoint": checkpoint_record(ckpt), "numbers": rows,
     }
     (args.out / "quickstart.json").write_text(json.dumps(result, indent=2) + "\n")

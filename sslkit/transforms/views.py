@@ -9,8 +9,7 @@ import torchvision.transforms as T
 from lightly.transforms import SimCLRViewTransform
 from PIL import Image
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from sslkit.presets import IMAGENET_MEAN, IMAGENET_STD
 
 
 class SimCLRViews:
