@@ -129,12 +129,28 @@ def search_neighbours(
         sims, idx = faiss_flat_search(index, queries, k_search)
     if np.any(idx < 0):  # IVF with too few probed cells: fewer than k candidates.
         sims = np.where(idx < 0, -np.inf, sims).astype(np.float32)
-    order = np.lexsort((idx, -sims), axis=-1)
-    sims, idx = np.take_along_axis(sims, order, 1), np.take_along_axis(idx, order, 1)
+    sims, idx = _tie_stable_order(sims, idx)
     if exact and k_search > k:
         for q in np.flatnonzero(sims[:, k - 1] == sims[:, k]):
             sims[q], idx[q] = _exact_row(bank, queries[q], k_search)
     return sims[:, :k], idx[:, :k]
+
+
+def _tie_stable_order(sims: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows ordered by similarity descending, ties by lower bank index.
+
+    Every engine returns rows sorted by similarity already, so only rows out of that order (equal
+    similarities in index order other than ascending) are re-sorted: a full lexsort of every row cost
+    ~0.1 s per 4,000 x 200 search.
+    """
+    sims, idx = np.array(sims, copy=True), np.array(idx, copy=True)
+    later, earlier = sims[:, 1:], sims[:, :-1]
+    wrong = (later > earlier) | ((later == earlier) & (idx[:, 1:] < idx[:, :-1]))
+    rows = np.flatnonzero(wrong.any(axis=1))
+    if rows.size:
+        order = np.lexsort((idx[rows], -sims[rows]), axis=-1)
+        sims[rows], idx[rows] = np.take_along_axis(sims[rows], order, 1), np.take_along_axis(idx[rows], order, 1)
+    return sims, idx
 
 
 def _exact_row(bank: np.ndarray, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
