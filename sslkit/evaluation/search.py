@@ -6,6 +6,10 @@ machine's GEMM rate. Every engine returns the same neighbours; they differ in wh
 - ``faiss`` (the default where its bundled BLAS runs the CPU's widest kernels): FAISS's own ``IndexFlatIP``
   (its BLAS for the GEMM, its C++ heaps for the selection). Measured on an AVX2 AMD EPYC, one thread, 50,000 x
   512 bank, 4,000 queries, k=200: 2.78 s against 2.9-3.0 s for the numpy engine below and a 2.35 s GEMM bound.
+  ``faiss-cpu`` 1.15 bundles OpenBLAS 0.3.15, which falls back to its oldest "Prescott" kernels on current
+  Intel servers (7.18 s, 9.7x the bound in the issue's measurement, against 1.85 s with the right kernels).
+  :mod:`sslkit.evaluation.blas` checks each BLAS's kernels against the CPU and logs one line for one that
+  runs below it; FAISS then keeps only the selection (and the IVF index for very large banks).
 - ``numpy`` (where FAISS's BLAS is below the CPU's ISA): the GEMM in bank blocks on numpy's OpenBLAS,
   each block of similarities fed to FAISS's C++ min-heaps (``float_minheap_array_t.addn``: no index array,
   ~0.5 ns per similarity), so selection stays a small fraction of the GEMM. numpy's wheels bring a current
@@ -13,10 +17,6 @@ machine's GEMM rate. Every engine returns the same neighbours; they differ in wh
 - ``torch``: the same blocks on torch's BLAS (MKL / oneDNN, run-time dispatch on the CPU's features); the
   fallback when numpy's BLAS runs kernels below the CPU's ISA, and the engine on CUDA (TF32 off, ``topk``
   merging on the GPU).
-  ``faiss-cpu`` 1.15 bundles OpenBLAS 0.3.15, which falls back to its oldest "Prescott" kernels on current
-  Intel servers (7.18 s, 9.7x the bound in the issue's measurement, against 1.85 s with the right kernels).
-  :mod:`sslkit.evaluation.blas` checks each BLAS's kernels against the CPU and logs one line for one that
-  runs below it; FAISS then keeps only the selection (and the IVF index for very large banks).
 - ``bf16`` candidates (``precision="bf16"``): the GEMM in bf16 (AMX on CPU, tensor cores on GPU) keeps the
   top ``k + margin`` per query, then an exact float64 re-rank of those candidates. A per-query bound on the
   bf16 error (from the rounding residuals, Cauchy-Schwarz, fp32 accumulation and bf16 output rounding)
