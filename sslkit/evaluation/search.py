@@ -13,7 +13,7 @@ machine's GEMM rate. Every engine returns the same neighbours; they differ in wh
 - ``numpy`` (where FAISS's BLAS is below the CPU's ISA): the GEMM in bank blocks on numpy's OpenBLAS,
   each block of similarities fed to FAISS's C++ min-heaps (``float_minheap_array_t.addn``: no index array,
   ~0.5 ns per similarity), so selection stays a small fraction of the GEMM. numpy's wheels bring a current
-  OpenBLAS that knows current CPUs; FAISS's wheel does not (below).
+  OpenBLAS that knows current CPUs; FAISS's wheel may not (above).
 - ``torch``: the same blocks on torch's BLAS (MKL / oneDNN, run-time dispatch on the CPU's features); the
   fallback when numpy's BLAS runs kernels below the CPU's ISA, and the engine on CUDA (TF32 off, ``topk``
   merging on the GPU).
