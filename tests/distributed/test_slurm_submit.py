@@ -59,14 +59,15 @@ def test_bad_requests_fail_before_the_queue(capsys: pytest.CaptureFixture[str]) 
     ({"TORCHELASTIC_RUN_ID": "abc"}, "torchrun-abc"),
 ])
 def test_run_dir_keyed_by_job(env: dict[str, str], key: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    from sslkit.cli import _run_dir_default
+    from sslkit.run_dir import resolve_run_dir
 
     for name in ("SSLKIT_RUN_DIR", "SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID", "TORCHELASTIC_RUN_ID"):
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     # A requeued job / restarted worker gets the same folder, so --resume auto finds its last.ckpt.
-    assert _run_dir_default(["recipes/byol/vit_tiny_cifar10.yaml"], "byol") == Path("runs/byol/vit_tiny_cifar10") / key
+    assert resolve_run_dir(["recipes/byol/vit_tiny_cifar10.yaml"], "byol", None, "auto", "f00d") == (
+        Path("runs/byol/vit_tiny_cifar10") / key)
 
 
 def test_portable_settings(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
