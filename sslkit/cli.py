@@ -41,12 +41,9 @@ RUN_DIR_FLAG = "--run-dir"
 
 
 def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
+    from sslkit.provenance import package_versions  # light: hashlib and importlib.metadata only
 
-    try:
-        return version("sslkit")
-    except PackageNotFoundError:
-        return "unknown (not installed)"
+    return package_versions(("sslkit",))["sslkit"]
 
 
 def _pretrain_parser() -> argparse.ArgumentParser:

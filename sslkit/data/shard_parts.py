@@ -23,6 +23,7 @@ from sslkit.data.encoding import BadImage, EncodeOptions, encode_sample
 from sslkit.data.manifest import write_manifest
 from sslkit.data.sources import Sample
 from sslkit.data.writer import ShardWriter, manifest_format
+from sslkit.provenance import file_sha256
 
 PARTS_DIR = ".parts"
 SKIPPED_NAME = "skipped.jsonl"
@@ -144,14 +145,6 @@ def merge_parts(config: TaskConfig, num_tasks: int, meta: dict[str, Any]) -> dic
         f.writelines(json.dumps(s) + "\n" for s in skipped)
     write_manifest(config.out_dir, manifest)
     return manifest
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _size(path: str) -> int:
