@@ -27,7 +27,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from sslkit.data.collate import pil_to_tensor, single_view
-from sslkit.data.stream import DEFAULT_MIX_SHARDS, ShardLoader, ShardStream
+from sslkit.data.stream import ShardLoader, ShardStream
 
 
 class ShardDataModule(pl.LightningDataModule):
@@ -44,7 +44,7 @@ class ShardDataModule(pl.LightningDataModule):
         collate_fn: ``list[dict] -> batch`` for training, run in the workers (default: stack views per
             index, labels and keys; masking collators wrap or replace it).
         shuffle_buffer: samples per permuted window of the epoch's global order.
-        mix_shards: shards interleaved per mixing group (class-sorted shards still give mixed batches).
+        mix_shards: shards mixed per group (``None``: all when indexed, 64 streamed; see :mod:`sslkit.data.plan`).
         seed: base seed of the shard order and shuffle buffers.
         remainder: ``"drop"`` (default: the last ``< world_size * batch`` samples of each shuffled epoch
             are unused) or ``"pad"`` (repeat up to that many); see :mod:`sslkit.data.plan`.
@@ -63,7 +63,7 @@ class ShardDataModule(pl.LightningDataModule):
         eval_transform: Callable | None = None,
         collate_fn: Callable | None = None,
         shuffle_buffer: int = 1000,
-        mix_shards: int = DEFAULT_MIX_SHARDS,
+        mix_shards: int | None = None,
         seed: int = 0,
         remainder: str = "drop",
         pin_memory: bool = True,

@@ -8,13 +8,20 @@ number of ranks, workers or the per-device batch), so a run resumed on another a
 exactly the samples its epoch had left:
 
 1. The shards are permuted, seeded by ``(seed, epoch)`` (identity for evaluation).
-2. Consecutive shards of that order form *mixing groups* of ``mix`` shards. A group's samples are
-   interleaved by a seeded choice sequence (a uniform random interleaving of the shards' sample lists)
-   in which each shard's samples keep their tar order, so a reader streams every shard front to back
-   and never seeks. Even class-sorted shards (one class each) give class-mixed batches.
-3. The interleaved sequence is cut into windows of ``window`` samples and each window is permuted
-   (seeded). This replaces a per-worker shuffle buffer, which would depend on the worker count, and
-   breaks the fixed within-shard neighbourhoods. A reader holds at most one window of raw samples.
+2. Consecutive shards of that order form *mixing groups* of ``mix`` shards.
+
+   - **Indexed shards** (``random_access``: every shard has its sample index, which the shard writer
+     writes): a group's samples are permuted together, seeded, so a batch is a uniform draw from the
+     group whatever order the shards were written in (class after class included). A reader fetches
+     each sample by offset (:class:`sslkit.data.shard_reader.IndexedShardReader`).
+   - **Streamed shards** (no index, or remote): a group's samples are interleaved by a seeded choice
+     sequence (a uniform random interleaving of the shards' sample lists) in which each shard's
+     samples keep their tar order, so a reader streams every shard front to back and never seeks.
+     One-class shards give class-mixed batches; a shard holding several classes in order gives them
+     one after the other.
+3. Streamed only: the interleaved sequence is cut into windows of ``window`` samples and each window
+   is permuted (seeded), in place of a per-worker shuffle buffer (which would depend on the worker
+   count). A reader holds at most one window of raw samples.
 
 **Splitting one epoch** (``R`` ranks, ``W`` workers per rank, ``B`` samples per batch): the samples
 still to be used, in global order, are the *remaining sequence*; rank ``r`` takes its contiguous range
@@ -88,18 +95,20 @@ class EpochOrder:
         epoch: the epoch (seeds the shard permutation, interleavings and window permutations).
         shuffle: ``False`` gives manifest order (no mixing, no windows): evaluation.
         mix: shards per mixing group.
-        window: samples per permuted window (``<= 1``: no permutation).
+        window: samples per permuted window (``<= 1``: no permutation); streamed shards only.
+        random_access: the shards are indexed: a group's samples are permuted together.
     """
 
     def __init__(self, counts: Sequence[int], *, seed: int, epoch: int, shuffle: bool, mix: int = 1,
-                 window: int = 1) -> None:
+                 window: int = 1, random_access: bool = False) -> None:
         if mix < 1:
             raise ValueError(f"mix must be >= 1, got {mix}")
         self.counts = np.asarray(counts, dtype=np.int64)
         self.seed, self.epoch = seed, epoch
         self.shuffle = shuffle
         self.mix = mix if shuffle else 1
-        self.window = max(int(window), 1) if shuffle else 1
+        self.random_access = random_access
+        self.window = max(int(window), 1) if shuffle and not random_access else 1
         self.shard_order = np.asarray(shard_order(len(counts), seed=seed, epoch=epoch, shuffle=shuffle),
                                       dtype=np.int64)
         groups = [self.shard_order[i:i + self.mix] for i in range(0, len(counts), self.mix)]
@@ -144,6 +153,12 @@ class EpochOrder:
         """Member shard (index into the group) and its sample index, per position of the group."""
         counts = self.counts[self.groups[group]]
         member = np.repeat(np.arange(len(counts)), counts)
+        if self.random_access:  # every (shard, index) pair of the group, permuted
+            occurrence = np.arange(len(member)) - np.repeat(np.cumsum(counts) - counts, counts)
+            if self.shuffle:
+                perm = np.random.default_rng([self.seed, self.epoch, 3, group]).permutation(len(member))
+                member, occurrence = member[perm], occurrence[perm]
+            return member, occurrence
         if len(counts) > 1:
             member = np.random.default_rng([self.seed, self.epoch, 2, group]).permutation(member)
         occurrence = np.empty_like(member)

@@ -22,6 +22,7 @@ from typing import Any
 from sslkit.data.encoding import BadImage, EncodeOptions, encode_sample
 from sslkit.data.manifest import write_manifest
 from sslkit.data.sources import Sample
+from sslkit.data.sample_index import INDEX_SUFFIX
 from sslkit.data.writer import ShardWriter, manifest_format
 from sslkit.provenance import file_sha256
 
@@ -105,6 +106,8 @@ def completed_record(task: ShardTask, config: TaskConfig) -> dict[str, Any] | No
     for shard in record["shards"]:
         file = config.out_dir / shard["name"]
         if not file.is_file() or file.stat().st_size != shard["num_bytes"] or file_sha256(file) != shard["sha256"]:
+            return None
+        if not file.with_name(file.name + INDEX_SUFFIX).is_file():  # written before indexes: rewrite
             return None
     return record
 

@@ -2,9 +2,11 @@
 
 ``ShardStream`` emits whole batches (collated inside the DataLoader worker, so masking collators run
 there too) following the epoch plan of :mod:`sslkit.data.plan`: the epoch's global order depends on
-the shards, the seed and the epoch only, each worker interleaves samples from the ``mix_shards``
-shards of a mixing group, and a deterministic window permutation replaces a per-worker shuffle
-buffer. ``ShardLoader`` is the DataLoader that drives it: it tells the workers the epoch, the phases
+the shards, the seed and the epoch only. Shards with a sample index (those ``sslkit data shard``
+writes) are read by offset and the samples of ``mix_shards`` shards are permuted together, so even
+class-sorted shards give i.i.d.-like batches; shards without one (written elsewhere, or remote) are
+streamed, each worker interleaving the ``mix_shards`` shards of a group in tar order, and a
+deterministic window permutation replaces a per-worker shuffle buffer. ``ShardLoader`` is the DataLoader that drives it: it tells the workers the epoch, the phases
 already run in it and the resume point through small shared-memory tensors (so persistent workers
 see them too) and counts the batches handed to the consumer.
 
@@ -15,7 +17,8 @@ worker ``p`` plays logical worker ``(p + k) % W`` and drops its batches below ``
 them. Under another allocation the epoch's remaining samples are re-split, each seen exactly once.
 
 Corrupt data never ends a run: a shard that fails to open, ends before its manifest count, holds
-more samples than that, or whose sha256 differs from the manifest's (computed while it is streamed)
+more samples than that, whose sha256 differs from the manifest's (computed while it is streamed), or
+(indexed) whose index describes another shard or a sample of which differs from its index digest,
 is marked corrupt: named once in the log, counted once in ``data/corrupt_shards`` (distinct shards),
 and not read again. A sample whose image does not decode is dropped and counted in
 ``data/skipped_samples``. To keep every batch full and every rank at the same batch count, missing
@@ -43,13 +46,17 @@ from sslkit.data.manifest import resolve_shards
 from sslkit.data.plan import (
     EpochOrder, Phase, check_fits, phase_steps, rank_batches, remaining_positions, worker_plan,
 )
-from sslkit.data.shard_reader import ShardReader
+from sslkit.data.sample_index import INDEX_SUFFIX, index_location
+from sslkit.data.shard_reader import IndexedShardReader, ShardReader
 
 logger = logging.getLogger(__name__)
 
 COUNTER_NAMES = ("skipped_samples", "corrupt_shards", "filled_samples")
 IMAGE_EXTENSIONS = ("png", "jpg", "jpeg", "webp")
-DEFAULT_MIX_SHARDS = 64  # shards interleaved per group: see docs/benchmarks.md, "Class mixing"
+# Shards per mixing group (docs/benchmarks.md, "Class mixing"). Indexed: all of them, one permutation
+# of the whole set (a worker keeps every shard's index, ~80 bytes a sample); streamed: 64 interleaved.
+DEFAULT_MIX_STREAMED = 64
+_OPEN_FILES = 64  # indexed shards a worker keeps open at once
 _MAX_WORKERS = 256  # rows of the shared counter table; worker ids wrap beyond it
 _MAX_PHASES = 64  # allocations one epoch may see (one per resume under a changed allocation)
 _EPOCH, _START, _RANK, _WORLD, _PHASES = range(5)  # slots of the shared control tensor
@@ -70,7 +77,7 @@ class ShardStream(IterableDataset):
         collate_fn: ``list[dict] -> batch``; runs inside the worker.
         shuffle: shuffle per epoch (training); ``False`` gives manifest order (evaluation).
         shuffle_buffer: samples per permuted window of the global order (a reader holds one window).
-        mix_shards: shards interleaved per mixing group.
+        mix_shards: shards mixed per group (``None``: all for indexed shards, 64 for streamed ones).
         seed: base seed; epoch ``e`` uses ``(seed, e)``.
         remainder: ``"drop"``, ``"pad"`` or ``"none"`` (see :mod:`sslkit.data.plan`).
         rank: this process's rank; with ``world_size``, overrides ``torch.distributed``.
@@ -86,7 +93,7 @@ class ShardStream(IterableDataset):
         collate_fn: Collator | None = None,
         shuffle: bool = True,
         shuffle_buffer: int = 1000,
-        mix_shards: int = DEFAULT_MIX_SHARDS,
+        mix_shards: int | None = None,
         seed: int = 0,
         remainder: str = "drop",
         rank: int | None = None,
@@ -105,7 +112,8 @@ class ShardStream(IterableDataset):
         self.collate_fn = collate_fn or collate_samples
         self.shuffle = shuffle
         self.shuffle_buffer = shuffle_buffer
-        self.mix_shards = mix_shards
+        self.random_access = _all_indexed(self.shard_set.shards, warn=shuffle)
+        self.mix_shards = mix_shards or (len(self.shard_set.shards) if self.random_access else DEFAULT_MIX_STREAMED)
         self.seed = seed
         self.remainder = remainder
         self._rank, self._world_size = rank, world_size
@@ -203,6 +211,7 @@ class ShardStream(IterableDataset):
             "phases": [[p.world_size, p.num_workers, p.batch_size, p.steps] for p in phases],
             "seed": self.seed,
             "mix_shards": self.mix_shards,
+            "random_access": self.random_access,
             "shuffle_buffer": self.shuffle_buffer,
             "num_samples": self.num_samples,
             "skipped_samples": counters["data/skipped_samples"],
@@ -217,7 +226,7 @@ class ShardStream(IterableDataset):
         for i in state.get("corrupt", []):
             if 0 <= int(i) < len(self._corrupt):
                 self._corrupt[int(i)] = 1
-        changed = [k for k in ("seed", "mix_shards", "shuffle_buffer", "num_samples")
+        changed = [k for k in ("seed", "mix_shards", "shuffle_buffer", "num_samples", "random_access")
                    if state.get(k, getattr(self, k)) != getattr(self, k)]
         if "phases" not in state:
             changed.append("sslkit's epoch plan")
@@ -251,7 +260,8 @@ class ShardStream(IterableDataset):
         worker, num_workers = (info.id, info.num_workers) if info else (0, 1)
         logical = (worker + start) % num_workers
         order = EpochOrder([s.num_samples for s in self.shard_set.shards], seed=self.seed, epoch=epoch,
-                           shuffle=self.shuffle, mix=self.mix_shards, window=self.shuffle_buffer)
+                           shuffle=self.shuffle, mix=self.mix_shards, window=self.shuffle_buffer,
+                           random_access=self.random_access)
         remaining = (np.arange(order.num_samples, dtype=np.int64) if self.remainder == "none"
                      else remaining_positions(order.num_samples, closed, self.remainder))
         plan = worker_plan(remaining, rank=rank, world_size=world_size, worker=logical,
@@ -272,21 +282,43 @@ class ShardStream(IterableDataset):
             yield self.collate_fn(samples)
 
     def _read(self, positions: np.ndarray, order: EpochOrder, row: int | None) -> Iterator[dict[str, Any] | None]:
-        """Raw samples at ``positions`` in that order (``None`` where unreadable), a window at a time."""
+        """Raw samples at ``positions`` in that order (``None`` where unreadable).
+
+        Indexed shards are read sample by sample in emission order; streamed ones a window at a time,
+        each window's samples fetched in tar order.
+        """
         shards = self.shard_set.shards
-        readers: dict[int, ShardReader] = {}
+        readers: dict[int, ShardReader | IndexedShardReader] = {}
+        open_files: dict[int, None] = {}  # indexed readers with an open file, oldest first
+
+        def fetch(s: int, index: int) -> dict[str, Any] | None:
+            if self._corrupt[s]:
+                return None
+            if s not in readers:
+                info = shards[s]
+                readers[s] = (IndexedShardReader(info.url, info.num_samples, info.sha256, info.url + INDEX_SUFFIX)
+                              if self.random_access else ShardReader(info.url, info.num_samples, info.sha256))
+            reader = readers[s]
+            raw = reader.get(index)
+            if self.random_access:
+                open_files.pop(s, None)
+                open_files[s] = None
+                if len(open_files) > _OPEN_FILES:
+                    oldest = next(iter(open_files))
+                    readers[oldest].close()
+                    del open_files[oldest]
+            self._check(reader, s, row)
+            return raw
+
         step = order.window if order.window > 1 else _EVAL_CHUNK
         cuts = np.flatnonzero(np.diff(positions // step)) + 1 if len(positions) else []
         try:
             for chunk in np.split(positions, cuts):
                 shard, index, source = order.locate(chunk)
-                got: dict[int, dict[str, Any] | None] = {}
-                for i in np.argsort(source, kind="stable"):
-                    s = int(shard[i])
-                    if s not in readers:
-                        readers[s] = ShardReader(shards[s].url, shards[s].num_samples, shards[s].sha256)
-                    got[int(i)] = None if self._corrupt[s] else readers[s].get(int(index[i]))
-                    self._check(readers[s], s, row)
+                if self.random_access:
+                    yield from (fetch(int(s), int(i)) for s, i in zip(shard, index))
+                    continue
+                got = {int(i): fetch(int(shard[i]), int(index[i])) for i in np.argsort(source, kind="stable")}
                 yield from (got[i] for i in range(len(chunk)))
         finally:
             for reader in readers.values():
@@ -344,6 +376,17 @@ class ShardStream(IterableDataset):
 
     def _count(self, row: int, name: str, amount: int = 1) -> None:
         self._counters[row, COUNTER_NAMES.index(name)] += amount
+
+
+def _all_indexed(shards: Sequence[Any], *, warn: bool) -> bool:
+    """Whether every shard has its sample index (then the plan permutes samples across shards)."""
+    missing = sum(1 for shard in shards if index_location(shard.url) is None)
+    if missing and warn:
+        logger.warning("%d of %d shards (%s, ...) have no sample index (written by another tool, an older"
+                       " sslkit, or remote): they are streamed in tar order, so shards written class after"
+                       " class mix less; `sslkit data shard` writes indexed shards", missing, len(shards),
+                       shards[0].url)
+    return not missing
 
 
 def _with_steps(allocation: Phase, consumed: int, closed: Sequence[Phase]) -> Phase:

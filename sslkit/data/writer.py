@@ -3,6 +3,8 @@
 Each shard is written under a temporary name and renamed when complete, so a reader never sees a
 half-written shard and a killed run leaves only temp files behind. Tar members carry mtime 0, so the
 same input gives byte-identical shards (and the same sha256, computed while the shard is written).
+Beside each shard goes its sample index (``<shard>.idx.json``, :mod:`sslkit.data.sample_index`),
+renamed into place before the shard, so a complete shard always has one.
 The parallel, resumable pipeline around it is :func:`sslkit.data.ingest.write_shards`.
 """
 
@@ -22,6 +24,7 @@ from webdataset import TarWriter
 
 from sslkit.data.encoding import EncodeOptions, encode_sample
 from sslkit.data.manifest import write_manifest
+from sslkit.data.sample_index import INDEX_SUFFIX, IndexBuilder
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +70,7 @@ class ShardWriter:
         self.formats: Counter[str] = Counter()
         self._tar: TarWriter | None = None
         self._file: _HashingFile | None = None
+        self._index = IndexBuilder()
         self._tmp: Path | None = None
         self._count = 0
         self._bytes = 0
@@ -101,7 +105,16 @@ class ShardWriter:
             self._start_shard()
         if self.max_bytes is not None and self._count == 0 and _closed_size(nbytes) > self.max_bytes:
             logger.warning("sample %s alone exceeds the shard size limit; writing it anyway", key)
+        stream = self._tar.tarstream
+        position = stream.offset
         self._tar.write({"__key__": key, **members})
+        offsets = {}
+        for info in stream.members[-len(members):]:  # the headers tarfile wrote, in its order
+            header = len(info.tobuf(stream.format, stream.encoding, stream.errors))
+            offsets[info.name.split(".", 1)[1]] = position + header
+            position += header + -(-info.size // _BLOCK) * _BLOCK
+        del stream.members[:]  # tarfile keeps every member written; the index is what we keep
+        self._index.add(key, members, offsets)
         if len(self.image_sizes) < 2:
             self.image_sizes.add(size)
         self.formats[ext] += 1
@@ -145,6 +158,7 @@ class ShardWriter:
         self._tmp = self.out_dir / f".{name}.tmp-{os.getpid()}"
         self._file = _HashingFile(self._tmp)
         self._tar = TarWriter(self._file, encoder=False, mtime=0)
+        self._index = IndexBuilder()
         self._count = 0
         self._bytes = 0
 
@@ -153,6 +167,8 @@ class ShardWriter:
         self._tar.close()
         self._file.close()
         name = self.names(len(self.shards))
+        self._index.write(self.out_dir / f"{name}{INDEX_SUFFIX}", sha256=self._file.digest.hexdigest(),
+                          num_bytes=self._file.num_bytes)
         os.replace(self._tmp, self.out_dir / name)
         self.shards.append({
             "name": name, "num_samples": self._count, "sha256": self._file.digest.hexdigest(),

@@ -81,8 +81,8 @@ def test_nodes_write_disjoint_shards_and_the_last_merges(classes: Path, tmp_path
     out = tmp_path / "multi"
     node0 = ingest(folder_source(classes), out, max_samples_per_shard=8, num_nodes=2, node_rank=0, progress=False)
     assert node0.manifest is None and not (out / "manifest.json").exists()
-    assert sorted(os.listdir(out)) == [".parts", "src-000000.tar", "src-000002.tar", "src-000004.tar",
-                                       "src-000006.tar"]
+    shards = [f"src-{i:06d}.tar" for i in (0, 2, 4, 6)]
+    assert sorted(os.listdir(out)) == sorted([".parts", *shards, *(f"{s}.idx.json" for s in shards)])
     node1 = ingest(folder_source(classes), out, max_samples_per_shard=8, num_nodes=2, node_rank=1, progress=False)
     assert node1.num_tasks == 4 and node1.manifest == single.manifest
 

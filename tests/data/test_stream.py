@@ -15,8 +15,24 @@ from webdataset import TarWriter
 
 from sslkit.data.collate import single_view
 from sslkit.data.datamodule import build_eval_loader
+from sslkit.data.sample_index import INDEX_SUFFIX
 from sslkit.data.stream import ShardLoader, ShardStream
+from sslkit.data.writer import ShardWriter
 from tests.data.helpers import MakeShards, synthetic_image
+
+
+@pytest.fixture(params=["indexed", "streamed"])
+def make_shards(request: pytest.FixtureRequest, make_shards: MakeShards) -> MakeShards:
+    """Every test here runs on indexed shards (read by offset) and on shards without an index (streamed)."""
+
+    def make(*args, **kwargs) -> Path:  # noqa: ANN002, ANN003
+        out = make_shards(*args, **kwargs)
+        if request.param == "streamed":
+            for index in out.glob(f"*{INDEX_SUFFIX}"):
+                index.unlink()
+        return out
+
+    return make
 
 
 def _epoch_keys(shards: Path, *, world_size: int, num_workers: int, batch_size: int, epochs: int = 1,
@@ -86,12 +102,16 @@ def _corrupt(shards: Path) -> None:
     manifest = json.loads((shards / "manifest.json").read_text())
     path = shards / manifest["shards"][1]["name"]
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2 + 100])
-    with TarWriter(str(shards / manifest["shards"][2]["name"]), encoder=False) as tar:
+    name = manifest["shards"][2]["name"]
+    # the junk sample was written before the manifest (and the index, if the set has them)
+    with ShardWriter(shards / "rewrite", names=lambda i: name) as writer:
         for i in range(20, 30):
-            png = b"definitely not a png" if i == 25 else _png(i)
-            tar.write({"__key__": f"s{i:05d}", "png": png, "cls": str(i % 10).encode()})
-    # the junk sample was written before the manifest: the shard's digest is the manifest's
-    manifest["shards"][2]["sha256"] = hashlib.sha256((shards / manifest["shards"][2]["name"]).read_bytes()).hexdigest()
+            writer.write_encoded(f"s{i:05d}", "png", b"definitely not a png" if i == 25 else _png(i), i % 10, (8, 8))
+        (record,) = writer.finish()
+    for produced in (shards / "rewrite").iterdir():
+        if (shards / produced.name).exists() or produced.name == name:
+            produced.replace(shards / produced.name)
+    manifest["shards"][2].update(record)
     (shards / "manifest.json").write_text(json.dumps(manifest))
 
 
@@ -234,7 +254,8 @@ def test_truncated_tar_without_manifest_is_skipped(make_shards: MakeShards, capl
 
 def test_swapped_shard_detected_by_sha256(make_shards: MakeShards, caplog: pytest.LogCaptureFixture) -> None:
     # Issue #13 item 7: a shard overwritten by a copy of another (same count, valid tar) is caught by
-    # its sha256, computed while it is streamed, counted once and named once.
+    # its sha256 computed while it is streamed, or (indexed) by the digest of the first sample read
+    # from it; counted once and named once.
     shards = make_shards(40, per_shard=10)
     (shards / "train-000002.tar").write_bytes((shards / "train-000000.tar").read_bytes())
     stream = ShardStream(shards, batch_size=4, shuffle_buffer=8)
@@ -244,4 +265,4 @@ def test_swapped_shard_detected_by_sha256(make_shards: MakeShards, caplog: pytes
     list(ShardLoader(stream, num_workers=2))
     assert stream.counters()["data/corrupt_shards"] == 1
     named = [r.message for r in caplog.records if "train-000002.tar" in r.message]
-    assert len(named) == 1 and "sha256" in named[0]
+    assert len(named) == 1 and ("sha256" in named[0] or "differs from the shard's index" in named[0])
