@@ -6,6 +6,7 @@ benchmarks all need. Pure reads of ``/proc/cpuinfo``: no import-time work.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 ISA_LEVELS = ("sse", "avx", "avx2", "avx512")
@@ -56,3 +57,6 @@ def cpu_model(cpuinfo: str | None = None) -> str:
     return "unknown CPU"
 
 
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask, as SLURM and taskset set it)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1

@@ -14,6 +14,7 @@ import sys
 
 from sslkit.data.encoding import IMAGE_FORMATS, VERIFY_MODES
 from sslkit.data.sources import SOURCES, open_source
+from sslkit.hardware import usable_cores
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -57,7 +58,7 @@ def _shard_parser(shard: argparse.ArgumentParser) -> None:
     add("--seed", type=int, default=0, help="seed of the write-order shuffle")
     add("--shuffle-window", type=int, help="shuffle within this many samples (default: whole list; streamed "
         "sources: 100,000 paths, 10,000 Parquet rows)")
-    add("--workers", type=int, default=_cores(), help="writer processes (default: the usable cores)")
+    add("--workers", type=int, default=usable_cores(), help="writer processes (default: the usable cores)")
     add("--num-nodes", type=int, help="nodes sharing the job (default: SLURM_ARRAY_TASK_COUNT or 1)")
     add("--node-rank", type=int, help="this node (default: SLURM_ARRAY_TASK_ID - SLURM_ARRAY_TASK_MIN or 0)")
     add("--size", type=int, default=32, help="digits: output side length in pixels")
@@ -118,10 +119,6 @@ def inspect(args: argparse.Namespace) -> int:
         print(f"{len(counts)} classes: {min(counts)} to {max(counts)} samples per class"
               f" (mean {sum(counts) / len(counts):.1f}); histogram in {summary['grid'][:-4]}.json")
     return 0
-
-
-def _cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _nodes(num_nodes: int | None, node_rank: int | None) -> tuple[int, int]:

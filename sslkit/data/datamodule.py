@@ -19,6 +19,7 @@ length changes; the module then tells the trainer the epoch's new length when th
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -28,6 +29,9 @@ from torch.utils.data import DataLoader
 
 from sslkit.data.collate import pil_to_tensor, single_view
 from sslkit.data.stream import ShardLoader, ShardStream
+from sslkit.hardware import usable_cores
+
+logger = logging.getLogger(__name__)
 
 
 class ShardDataModule(pl.LightningDataModule):
@@ -38,7 +42,8 @@ class ShardDataModule(pl.LightningDataModule):
             URLs, or a list of these).
         val_shards: shard spec for validation (eval batches, e.g. for online kNN), or ``None``.
         batch_size_per_device: samples per batch on each device.
-        num_workers: DataLoader workers per device.
+        num_workers: DataLoader workers per device, at most the cores this process may use (a larger
+            value is lowered to that, said once in the log).
         train_transform: view transform, PIL image -> ``list[Tensor]`` (default: one un-augmented view).
         eval_transform: PIL image -> ``Tensor`` (default: to float tensor in ``[0, 1]``).
         collate_fn: ``list[dict] -> batch`` for training, run in the workers (default: stack views per
@@ -76,7 +81,7 @@ class ShardDataModule(pl.LightningDataModule):
         self.train_shards = train_shards
         self.val_shards = val_shards
         self.batch_size_per_device = batch_size_per_device
-        self.num_workers = num_workers
+        self.num_workers = _workers_for_cores(num_workers)
         self.train_transform = train_transform or single_view
         self.eval_transform = eval_transform or pil_to_tensor
         self.collate_fn = collate_fn
@@ -182,6 +187,15 @@ class ShardDataModule(pl.LightningDataModule):
         combined = getattr(trainer.fit_loop, "_combined_loader", None)
         if combined is not None and combined.limits is not None:
             combined.limits[:] = [num_batches] * len(combined.limits)
+
+
+def _workers_for_cores(num_workers: int) -> int:
+    """``num_workers``, lowered to the usable cores (more workers than cores only slow decoding down)."""
+    cores = usable_cores()
+    if num_workers > cores:
+        logger.info("data.num_workers %d is more than the %d usable CPU cores: using %d", num_workers, cores, cores)
+        return cores
+    return num_workers
 
 
 def build_eval_loader(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from pathlib import Path
 
@@ -173,3 +174,14 @@ def test_resume_with_another_batch_size_finishes_the_epoch_then_follows(make_sha
     epoch2 = [r for r in records if r["epoch"] == 2]
     assert len(epoch2) == 60 // second and len({k for r in epoch2 for k in r["keys"]}) == 60 // second * second
     assert trainer.global_step == per_epoch + 2 + resumed_steps + 60 // second
+
+
+def test_more_workers_than_cores_are_lowered_to_the_cores(make_shards: MakeShards, caplog: pytest.LogCaptureFixture) -> None:
+    # A recipe's num_workers 4 on a 2-core machine: torch would warn on every loader; we use the cores.
+    from sslkit.hardware import usable_cores
+
+    shards = make_shards(20, per_shard=10)
+    with caplog.at_level(logging.INFO, logger="sslkit.data.datamodule"):
+        module = ShardDataModule(str(shards), batch_size_per_device=4, num_workers=usable_cores() + 3)
+    assert module.num_workers == usable_cores() and "usable CPU cores" in caplog.text
+    assert ShardDataModule(str(shards), batch_size_per_device=4, num_workers=1).num_workers == 1
