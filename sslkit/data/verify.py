@@ -1,7 +1,7 @@
 """``sslkit data verify DIR``: check every shard of a set against its manifest before training.
 
 Each shard is read once, start to end: its sha256, byte size and sample count must match the
-manifest. A shard that is missing, truncated, unreadable or replaced (say, by a copy of another
+manifest, and its sample index (if it has one) must describe it. A shard that is missing, truncated, unreadable or replaced (say, by a copy of another
 shard, which the check names) is reported on one line; any problem makes the command exit 1.
 """
 
@@ -17,6 +17,7 @@ from typing import Any, BinaryIO
 from tqdm import tqdm
 
 from sslkit.data.manifest import MANIFEST_NAME, read_manifest, tar_samples
+from sslkit.data.sample_index import INDEX_SUFFIX, read_index
 from sslkit.errors import UserError
 
 
@@ -57,7 +58,8 @@ def verify_shards(directory: str | Path, *, workers: int = 2, progress: bool = T
     ) as bar:
         for check in pool.map(check_shard, (folder / name for name in expected)):
             bar.update(expected[check.name]["num_bytes"])
-            problem = _compare(check, expected[check.name], by_digest)
+            problem = _compare(check, expected[check.name], by_digest) or _check_index(folder / check.name,
+                                                                                       expected[check.name])
             if problem:
                 problems.append(f"{check.name}: {problem}")
     if sum(s["num_samples"] for s in manifest["shards"]) != manifest["num_samples"]:
@@ -103,6 +105,20 @@ def _compare(check: ShardCheck, want: dict[str, Any], by_digest: dict[str, str])
         return f"unreadable tar ({check.error})"
     if check.num_samples != want["num_samples"]:
         return f"{check.num_samples} samples, manifest says {want['num_samples']}"
+    return None
+
+
+def _check_index(shard: Path, want: dict[str, Any]) -> str | None:
+    """A shard's sample index, if it has one, must describe that shard (a missing one: it is streamed)."""
+    path = Path(f"{shard}{INDEX_SUFFIX}")
+    if not path.exists():
+        return None
+    try:
+        index = read_index(path)
+    except (OSError, ValueError) as exc:
+        return f"unreadable sample index {path.name} ({exc})"
+    if index.sha256 != want["sha256"] or index.num_bytes != want["num_bytes"] or len(index) != want["num_samples"]:
+        return f"its sample index {path.name} describes another shard (sha256, size or count differ)"
     return None
 
 

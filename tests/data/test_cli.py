@@ -70,6 +70,14 @@ def test_verify_passes_then_names_a_swapped_shard(tmp_path: Path, capsys: pytest
     assert "src-000002.tar: sha256 mismatch (is a copy of src-000000.tar" in err and "1 of 4 shards FAILED" in err
 
 
+def test_verify_names_a_sample_index_of_another_shard(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = _folder_shards(tmp_path)
+    capsys.readouterr()
+    shutil.copy(out / "src-000000.tar.idx.json", out / "src-000001.tar.idx.json")
+    assert main(["verify", str(out), "--no-progress"]) == 1
+    assert "src-000001.tar: its sample index src-000001.tar.idx.json describes another shard" in capsys.readouterr().err
+
+
 def test_verify_reports_truncated_and_missing_shards(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     out = _folder_shards(tmp_path)
     data = (out / "src-000001.tar").read_bytes()
