@@ -107,7 +107,7 @@ def speed(work: Path, args: argparse.Namespace) -> dict[str, Any]:
     cpu: dict[str, list[float]] = {name: [] for name in sides}
     times = alternate({name: _cpu_timed(fn, cpu[name]) for name, fn in sides.items()}, args.repeats)
     rates = {name: args.num_images / median(t) for name, t in times.items()}
-    shard_bytes = sum(p.stat().st_size for p in (out / "w1").glob("*.tar"))
+    shard_bytes = sum(p.stat().st_size for p in (out / "w1").iterdir() if p.name.endswith((".tar", ".idx.json")))
     manifest = json.loads((out / "w1" / "manifest.json").read_text())
     return {
         "num_images": args.num_images, "mean_kb": source_bytes / args.num_images / 1e3,
