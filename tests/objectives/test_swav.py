@@ -40,3 +40,13 @@ def test_prototypes_stay_frozen_during_the_freeze(fit_steps) -> None:
     fit_steps(model, multicrop_views(num_local=0), steps=2, batch_size=8)
     model.prototypes.normalize()
     assert all(torch.allclose(a, b) for a, b in zip(before, model.prototypes.parameters()))
+
+
+def test_a_full_queue_waits_for_its_start_epoch(fit_steps) -> None:
+    # The paper's small-batch runs start the queue at epoch 15: a queue joining Sinkhorn while the features
+    # still drift lets the whole batch take the prototypes its stale queued features leave free (a collapse).
+    torch.manual_seed(0)
+    model = _model(queue_size=8, queue_start_epoch=1, freeze_prototypes_steps=0)
+    trainer = fit_steps(model, multicrop_views(num_local=0), steps=2, batch_size=8)
+    assert all(q.is_full() for q in model.queues)  # filled in step 0 ...
+    assert float(trainer.callback_metrics["train/queue_in_use"]) == 0.0  # ... but epoch 0 < queue_start_epoch
