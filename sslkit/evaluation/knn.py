@@ -173,9 +173,18 @@ def vote(
 
 def rank_classes(scores: np.ndarray, top: int) -> np.ndarray:
     """The ``top`` best classes per row ``(Q, top)``: score descending, ties by lower class index."""
-    order = np.argsort(-scores, axis=1, kind="stable")[:, :top]
-    # A class nobody voted for is no prediction: mark it -1 so it never equals a label.
-    return np.where(np.take_along_axis(scores, order, 1) > 0, order, -1)
+    # ``top`` rounds of argmax (the first maximum: ties to the lower class) equal a stable descending sort's
+    # first ``top`` columns, at a fraction of a full sort of every row (Q x C, C up to 1000s).
+    scores = np.array(scores, dtype=np.float64, copy=True)
+    rows = np.arange(scores.shape[0])
+    order = np.empty((scores.shape[0], min(top, scores.shape[1])), np.int64)
+    for r in range(order.shape[1]):
+        first = np.argmax(scores, axis=1)
+        best = scores[rows, first]
+        scores[rows, first] = -np.inf
+        # A class nobody voted for is no prediction: mark it -1 so it never equals a label.
+        order[:, r] = np.where(best > 0, first, -1)
+    return order
 
 
 def topk_hits(predictions: np.ndarray, labels: np.ndarray, top: int) -> np.ndarray:
