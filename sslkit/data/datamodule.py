@@ -210,7 +210,8 @@ def build_eval_loader(
 ) -> DataLoader:
     """Eval batches ``{"image": (B, C, H, W), "label": (B,), "key": [B]}``: every sample exactly once.
 
-    The order is deterministic (no shuffling; it depends on ``num_workers``, so key by ``"key"``);
+    The order is deterministic (no shuffling; it depends on ``num_workers``, so key by ``"key"``;
+    more workers than usable cores are lowered to the cores);
     the last batch of a rank may be partial. Over several ranks each sample goes to exactly one rank
     and ranks may differ by one batch.
     """
@@ -223,4 +224,4 @@ def build_eval_loader(
         rank=rank,
         world_size=world_size,
     )
-    return ShardLoader(stream, num_workers=num_workers, pin_memory=pin_memory)
+    return ShardLoader(stream, num_workers=_workers_for_cores(num_workers), pin_memory=pin_memory)

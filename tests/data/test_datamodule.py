@@ -13,7 +13,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from torch import nn
 
 from sslkit.callbacks.sample_log import SampleKeyLog, read_key_log
-from sslkit.data.datamodule import ShardDataModule
+from sslkit.data.datamodule import ShardDataModule, build_eval_loader
 from sslkit.distributed.preemption import PreemptionCheckpoint
 from tests.data.helpers import MakeShards
 
@@ -185,3 +185,4 @@ def test_more_workers_than_cores_are_lowered_to_the_cores(make_shards: MakeShard
         module = ShardDataModule(str(shards), batch_size_per_device=4, num_workers=usable_cores() + 3)
     assert module.num_workers == usable_cores() and "usable CPU cores" in caplog.text
     assert ShardDataModule(str(shards), batch_size_per_device=4, num_workers=1).num_workers == 1
+    assert build_eval_loader(str(shards), None, 4, usable_cores() + 3).num_workers == usable_cores()
