@@ -110,7 +110,8 @@ class ShardWriter:
         self._tar.write({"__key__": key, **members})
         offsets = {}
         for info in stream.members[-len(members):]:  # the headers tarfile wrote, in its order
-            header = len(info.tobuf(stream.format, stream.encoding, stream.errors))
+            header = _BLOCK if len(info.name) < 100 and info.name.isascii() else len(  # else a PAX header too
+                info.tobuf(stream.format, stream.encoding, stream.errors))
             offsets[info.name.split(".", 1)[1]] = position + header
             position += header + -(-info.size // _BLOCK) * _BLOCK
         del stream.members[:]  # tarfile keeps every member written; the index is what we keep
