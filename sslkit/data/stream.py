@@ -6,9 +6,10 @@ the shards, the seed and the epoch only. Shards with a sample index (those ``ssl
 writes) are read by offset and the samples of ``mix_shards`` shards are permuted together, so even
 class-sorted shards give i.i.d.-like batches; shards without one (written elsewhere, or remote) are
 streamed, each worker interleaving the ``mix_shards`` shards of a group in tar order, and a
-deterministic window permutation replaces a per-worker shuffle buffer. ``ShardLoader`` is the DataLoader that drives it: it tells the workers the epoch, the phases
-already run in it and the resume point through small shared-memory tensors (so persistent workers
-see them too) and counts the batches handed to the consumer.
+deterministic window permutation replaces a per-worker shuffle buffer. ``ShardLoader`` is the
+DataLoader that drives it: it tells the workers the epoch, the phases already run in it and the
+resume point through small shared-memory tensors (so persistent workers see them too) and counts
+the batches handed to the consumer.
 
 Resume: the state is the epoch and its phases (allocation and steps consumed, see
 :mod:`sslkit.data.plan`). Under the same ranks, workers and per-device batch the last phase simply
