@@ -8,12 +8,12 @@ from pathlib import Path
 import lightning as L
 import torch
 from lightning.pytorch.loggers import CSVLogger
-from webdataset import TarWriter
 
 from sslkit.callbacks.data_health import DataHealth
 from sslkit.data import ImageSource, ShardDataModule, open_source, write_shards
 from sslkit.objectives import SimCLR
 from sslkit.transforms import SimCLRViews
+from tests.data.helpers import rewrite_shard
 
 
 def _corrupt_digit_shards(out: Path) -> None:
@@ -27,12 +27,12 @@ def _corrupt_digit_shards(out: Path) -> None:
     # Rewrite shard 2 with one sample whose image bytes are junk.
     import io
 
-    with TarWriter(str(out / manifest["shards"][2]["name"]), encoder=False) as tar:
-        for i, (key, image, label) in enumerate(samples[32:]):
-            buffer = io.BytesIO()
-            image.save(buffer, format="PNG")
-            png = b"\x89PNG but not really" if i == 3 else buffer.getvalue()
-            tar.write({"__key__": key, "png": png, "cls": str(label).encode()})
+    rewritten = []
+    for i, (key, image, label) in enumerate(samples[32:]):
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG")
+        rewritten.append((key, "png", b"\x89PNG but not really" if i == 3 else buffer.getvalue(), label))
+    rewrite_shard(out, 2, rewritten)
 
 
 def test_corrupt_data_is_skipped_counted_and_logged_during_fit(tmp_path: Path) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from collections import Counter
@@ -11,14 +10,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from webdataset import TarWriter
 
 from sslkit.data.collate import single_view
 from sslkit.data.datamodule import build_eval_loader
 from sslkit.data.sample_index import INDEX_SUFFIX
 from sslkit.data.stream import ShardLoader, ShardStream
-from sslkit.data.writer import ShardWriter
-from tests.data.helpers import MakeShards, synthetic_image
+from tests.data.helpers import MakeShards, rewrite_shard, synthetic_image
 
 
 @pytest.fixture(params=["indexed", "streamed"])
@@ -102,17 +99,9 @@ def _corrupt(shards: Path) -> None:
     manifest = json.loads((shards / "manifest.json").read_text())
     path = shards / manifest["shards"][1]["name"]
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2 + 100])
-    name = manifest["shards"][2]["name"]
     # the junk sample was written before the manifest (and the index, if the set has them)
-    with ShardWriter(shards / "rewrite", names=lambda i: name) as writer:
-        for i in range(20, 30):
-            writer.write_encoded(f"s{i:05d}", "png", b"definitely not a png" if i == 25 else _png(i), i % 10, (8, 8))
-        (record,) = writer.finish()
-    for produced in (shards / "rewrite").iterdir():
-        if (shards / produced.name).exists() or produced.name == name:
-            produced.replace(shards / produced.name)
-    manifest["shards"][2].update(record)
-    (shards / "manifest.json").write_text(json.dumps(manifest))
+    rewrite_shard(shards, 2, [(f"s{i:05d}", "png", b"definitely not a png" if i == 25 else _png(i), i % 10)
+                              for i in range(20, 30)])
 
 
 def _png(i: int) -> bytes:
