@@ -4,7 +4,8 @@
 any sample with one ``pread`` per member and checks it against the index's digest; the index itself
 must describe this very shard (the manifest's sha256, the file's size).
 
-:class:`ShardReader` (shards without an index, remote shards) never seeks: samples a worker does not need are read and discarded without decoding, which
+:class:`ShardReader` (shards without an index, remote shards) never seeks: samples a worker does not
+need are read and discarded without decoding, which
 is what lets one streaming pass also verify the shard's sha256 (the manifest's) when it reaches the
 end of the file. Any failure (the shard cannot be opened, the tar is truncated or garbled, the hash
 differs) is kept as :attr:`ShardReader.error`; the reader then returns ``None`` for every later sample.
@@ -164,10 +165,6 @@ class IndexedShardReader:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
-
-    @property
-    def is_open(self) -> bool:
-        return self._fd is not None
 
     def _open(self) -> None:
         if self._index is None:
