@@ -20,16 +20,13 @@ from types import TracebackType
 from typing import Any
 
 from PIL import Image
-from webdataset import TarWriter
 
 from sslkit.data.encoding import EncodeOptions, encode_sample
 from sslkit.data.manifest import write_manifest
 from sslkit.data.sample_index import INDEX_SUFFIX, IndexBuilder
+from sslkit.data.tarstream import TarStream, closed_size, member_header, member_size
 
 logger = logging.getLogger(__name__)
-
-_BLOCK = 512
-_RECORD = 20 * _BLOCK  # tarfile pads a closed stream to a multiple of this
 
 
 class ShardWriter:
@@ -68,7 +65,7 @@ class ShardWriter:
         self.shards: list[dict[str, Any]] = []
         self.image_sizes: set[tuple[int, int]] = set()
         self.formats: Counter[str] = Counter()
-        self._tar: TarWriter | None = None
+        self._tar: TarStream | None = None
         self._file: _HashingFile | None = None
         self._index = IndexBuilder()
         self._tmp: Path | None = None
@@ -95,26 +92,18 @@ class ShardWriter:
         members = {ext: data}
         if label is not None:
             members["cls"] = str(int(label)).encode("ascii")
-        nbytes = sum(_member_bytes(f"{key}.{e}", len(v)) for e, v in members.items())
+        headers = {e: member_header(f"{key}.{e}", len(members[e])) for e in sorted(members)}  # TarWriter's order
+        nbytes = sum(member_size(h, len(members[e])) for e, h in headers.items())
         if self._tar is not None and (
             self._count >= self.max_samples
-            or (self.max_bytes is not None and _closed_size(self._bytes + nbytes) > self.max_bytes)
+            or (self.max_bytes is not None and closed_size(self._bytes + nbytes) > self.max_bytes)
         ):
             self._finish_shard()
         if self._tar is None:
             self._start_shard()
-        if self.max_bytes is not None and self._count == 0 and _closed_size(nbytes) > self.max_bytes:
+        if self.max_bytes is not None and self._count == 0 and closed_size(nbytes) > self.max_bytes:
             logger.warning("sample %s alone exceeds the shard size limit; writing it anyway", key)
-        stream = self._tar.tarstream
-        position = stream.offset
-        self._tar.write({"__key__": key, **members})
-        offsets = {}
-        for info in stream.members[-len(members):]:  # the headers tarfile wrote, in its order
-            header = _BLOCK if len(info.name) < 100 and info.name.isascii() else len(  # else a PAX header too
-                info.tobuf(stream.format, stream.encoding, stream.errors))
-            offsets[info.name.split(".", 1)[1]] = position + header
-            position += header + -(-info.size // _BLOCK) * _BLOCK
-        del stream.members[:]  # tarfile keeps every member written; the index is what we keep
+        offsets = {e: self._tar.add(f"{key}.{e}", members[e], h) for e, h in headers.items()}
         self._index.add(key, members, offsets)
         if len(self.image_sizes) < 2:
             self.image_sizes.add(size)
@@ -158,7 +147,7 @@ class ShardWriter:
         name = self.names(len(self.shards))
         self._tmp = self.out_dir / f".{name}.tmp-{os.getpid()}"
         self._file = _HashingFile(self._tmp)
-        self._tar = TarWriter(self._file, encoder=False, mtime=0)
+        self._tar = TarStream(self._file)
         self._index = IndexBuilder()
         self._count = 0
         self._bytes = 0
@@ -199,15 +188,3 @@ class _HashingFile:
 
     def close(self) -> None:
         self._f.close()
-
-
-def _member_bytes(name: str, size: int) -> int:
-    """Bytes a tar member takes: header (+ PAX long-name header) and data padded to blocks."""
-    header = _BLOCK if len(name) < 100 else 3 * _BLOCK + -(-len(name) // _BLOCK) * _BLOCK
-    return header + -(-size // _BLOCK) * _BLOCK
-
-
-def _closed_size(content: int) -> int:
-    """File size once closed: two zero end blocks, padded to a whole record."""
-    return -(-(content + 2 * _BLOCK) // _RECORD) * _RECORD
-

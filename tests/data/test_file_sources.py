@@ -143,3 +143,24 @@ def test_parquet_without_an_image_column_is_a_user_error(tmp_path: Path) -> None
     pq.write_table(pa.table({"text": ["a"]}), tmp_path / "t.parquet")
     with pytest.raises(UserError, match="no image column"):
         parquet_source(tmp_path)
+
+
+def test_folder_listing_is_sorted_rglobs_order_without_a_stat_per_file(tmp_path: Path) -> None:
+    """The scandir walk lists what ``sorted(Path.rglob)`` + ``is_file`` did, in that order (keys and shuffles depend on it)."""
+    from sslkit.data.file_sources import IMAGE_SUFFIXES, _images_under
+
+    root = tmp_path / "c0"
+    for rel in ["b.jpg", "a-b/x.png", "a/x.jpg", "a/y/z.JPEG", "a.jpg/inner.jpg", ".hidden.jpg", "A.webp",
+                "notes.txt", "a/zz.TIFF", "ab.jpeg"]:
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(b"x")
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / "linked.jpg").write_bytes(b"x")
+    (root / "dirlink").symlink_to(outside, target_is_directory=True)  # not entered (rglob's rule)
+    (root / "filelink.jpg").symlink_to(outside / "linked.jpg")  # kept
+    (root / "broken.jpg").symlink_to(tmp_path / "missing.jpg")  # not a file
+
+    expected = [str(p) for p in sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())]
+    assert _images_under(root) == expected
+    assert len(expected) == 10
