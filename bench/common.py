@@ -45,14 +45,21 @@ def repeat_times(fn: Callable[[], object], repeats: int, device: str | torch.dev
 
 
 def alternate(fns: dict[str, Callable[[], object]], repeats: int, device: str | torch.device = "cpu",
-              warmup: int = 1) -> dict[str, list[float]]:
-    """Seconds per call of each ``fn``, calls interleaved round-robin ``repeats`` times after ``warmup``."""
+              warmup: int = 1, before: Callable[[str], object] | None = None) -> dict[str, list[float]]:
+    """Seconds per call of each ``fn``, calls interleaved round-robin ``repeats`` times after ``warmup``.
+
+    ``before(name)``, if given, runs ahead of every call of ``fns[name]``, untimed (clean-up, a sync).
+    """
     for _ in range(warmup):
-        for fn in fns.values():
+        for name, fn in fns.items():
+            if before is not None:
+                before(name)
             fn()
     times: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(repeats):
         for name, fn in fns.items():
+            if before is not None:
+                before(name)
             times[name].append(timed(fn, device))
     return times
 

@@ -2,7 +2,9 @@
 
 Part 1, speed and size: a generated folder of JPEGs at typical ImageNet sizes (500x375, 375x500,
 500x333; ~110 KB, class sub-folders; generation is not timed, and the files sit in the page cache
-as they would on a second pass). Timed alternately, medians of ``--repeats``:
+as they would on a second pass). Timed alternately, medians of ``--repeats``; before each call
+(untimed) its output folder is emptied and ``os.sync()`` writes back what the previous call left
+dirty, so no side pays for another's writeback:
 
 - ``tar``: ``tar -cf`` of the same files (no Python, no validation: the floor);
 - ``TarWriter loop``: read each file, parse its header with PIL, write it with webdataset's
@@ -89,23 +91,26 @@ def speed(work: Path, args: argparse.Namespace) -> dict[str, Any]:
     src = work / "imagenet_like"
     source_bytes = make_folder(src, args.num_images, 10, size=None, unique=min(200, args.num_images))
     out = work / "out"
+    folders = {"tar": out / "tar", "TarWriter loop": out / "loop", "sslkit shard 1 worker": out / "w1",
+               f"sslkit shard {args.workers} workers": out / "wn"}
 
-    def fresh(name: str) -> Path:
-        shutil.rmtree(out / name, ignore_errors=True)
-        (out / name).mkdir(parents=True)
-        return out / name
+    def fresh(name: str) -> None:
+        """Untimed, before each call: an empty output folder and no dirty pages left by the previous side."""
+        shutil.rmtree(folders[name], ignore_errors=True)
+        folders[name].mkdir(parents=True)
+        os.sync()
 
     sides = {
-        "tar": lambda: subprocess.run(["tar", "-cf", str(fresh("tar") / "all.tar"), "-C", str(src), "."], check=True),
-        "TarWriter loop": lambda: tar_writer_loop(src, fresh("loop") / "all.tar"),
+        "tar": lambda: subprocess.run(["tar", "-cf", str(out / "tar" / "all.tar"), "-C", str(src), "."], check=True),
+        "TarWriter loop": lambda: tar_writer_loop(src, out / "loop" / "all.tar"),
         "sslkit shard 1 worker": lambda: ingest(
-            folder_source(src), fresh("w1"), workers=1, max_samples_per_shard=args.per_shard, progress=False),
+            folder_source(src), out / "w1", workers=1, max_samples_per_shard=args.per_shard, progress=False),
         f"sslkit shard {args.workers} workers": lambda: ingest(
-            folder_source(src), fresh("wn"), workers=args.workers, max_samples_per_shard=args.per_shard,
+            folder_source(src), out / "wn", workers=args.workers, max_samples_per_shard=args.per_shard,
             progress=False),
     }
     cpu: dict[str, list[float]] = {name: [] for name in sides}
-    times = alternate({name: _cpu_timed(fn, cpu[name]) for name, fn in sides.items()}, args.repeats)
+    times = alternate({name: _cpu_timed(fn, cpu[name]) for name, fn in sides.items()}, args.repeats, before=fresh)
     rates = {name: args.num_images / median(t) for name, t in times.items()}
     shard_bytes = sum(p.stat().st_size for p in (out / "w1").iterdir() if p.name.endswith((".tar", ".idx.json")))
     manifest = json.loads((out / "w1" / "manifest.json").read_text())
