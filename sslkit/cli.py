@@ -26,7 +26,7 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from sslkit.errors import EXIT_USER_ERROR, UserError
+from sslkit.errors import EXIT_USER_ERROR, UserError, one_line
 
 # Subcommands implemented by their own package: `sslkit data ...` -> sslkit.data.cli.main(argv).
 _DELEGATES = {
@@ -151,7 +151,7 @@ def _main(argv: list[str] | None) -> int:
     except UserError as err:
         if debug:
             traceback.print_exc()
-        print(f"sslkit {command}: {err}", file=sys.stderr)
+        print(f"sslkit {command}: {one_line(err)}", file=sys.stderr)
         return EXIT_USER_ERROR
 
 

@@ -19,3 +19,14 @@ class RefusedInput(UserError, ValueError):
     """A checkpoint, published folder, manifest or recipe that sslkit refuses to read, in one line naming
     the key and the value. Also a ``ValueError``, so callers that caught the loaders' ``ValueError`` still do.
     """
+
+
+def one_line(err: UserError) -> str:
+    """The error's message; for one raised in a DataLoader worker, the original message (torch re-raises
+    it in the main process with the worker's whole traceback as its text)."""
+    text = str(err)
+    if "\nOriginal Traceback" not in text:
+        return text
+    last = [line for line in text.splitlines() if line.strip()][-1]
+    prefix = f"{type(err).__module__}.{type(err).__qualname__}: "
+    return last[len(prefix):] if last.startswith(prefix) else last

@@ -49,6 +49,7 @@ from sslkit.data.plan import (
 )
 from sslkit.data.sample_index import INDEX_SUFFIX, index_location
 from sslkit.data.shard_reader import IndexedShardReader, ShardReader
+from sslkit.errors import UserError
 
 logger = logging.getLogger(__name__)
 
@@ -373,7 +374,10 @@ class ShardStream(IterableDataset):
             sample = None if raw is None else self._decode(raw, row=None)
             if sample is not None:
                 return [sample]
-        raise RuntimeError(f"no decodable sample in any of {len(self.shard_set.shards)} shards")
+        shards = self.shard_set.shards
+        raise UserError(
+            f"no decodable sample in any of the {len(shards)} shards ({shards[0].url}, ...): every shard is corrupt "
+            "or every image undecodable (the log names each); check them with `sslkit data verify DIR` and re-shard")
 
     def _count(self, row: int, name: str, amount: int = 1) -> None:
         self._counters[row, COUNTER_NAMES.index(name)] += amount
@@ -463,9 +467,18 @@ class ShardLoader(DataLoader):
 
     @staticmethod
     def _counted(batches: Iterator[Any], stream: ShardStream) -> Iterator[Any]:
-        for batch in batches:
-            stream.batches_consumed += 1
-            yield batch
+        try:
+            for batch in batches:
+                stream.batches_consumed += 1
+                yield batch
+        except Exception:
+            # An error from a worker (or reading): stop the workers now. They ignore SIGTERM (see
+            # _ignore_stop_signals), so if the failed iterator were left to the exit-time clean-up
+            # (kept alive by the traceback) multiprocessing's terminate + join would wait forever.
+            shutdown = getattr(batches, "_shutdown_workers", None)
+            if shutdown is not None:
+                shutdown()
+            raise
         stream.set_epoch(stream.epoch + 1)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import multiprocessing
 from collections import Counter
 from itertools import islice
 from pathlib import Path
@@ -255,3 +256,23 @@ def test_swapped_shard_detected_by_sha256(make_shards: MakeShards, caplog: pytes
     assert stream.counters()["data/corrupt_shards"] == 1
     named = [r.message for r in caplog.records if "train-000002.tar" in r.message]
     assert len(named) == 1 and ("sha256" in named[0] or "differs from the shard's index" in named[0])
+
+
+@pytest.mark.parametrize("num_workers", [0, 1])
+def test_a_set_with_no_readable_shard_ends_in_one_line(make_shards: MakeShards, num_workers: int) -> None:
+    from sslkit.errors import UserError, one_line
+
+    shards = make_shards(20, per_shard=10)
+    for record in json.loads((shards / "manifest.json").read_text())["shards"]:
+        path = shards / record["name"]
+        path.write_bytes(b"\0" * path.stat().st_size)  # same size, nothing readable
+    stream = ShardStream(shards, batch_size=5, shuffle=False, remainder="none")
+    before = set(multiprocessing.active_children())
+    with pytest.raises(UserError) as caught:
+        list(ShardLoader(stream, num_workers=num_workers))
+    # the failed iterator lives on in the traceback; its workers (which ignore SIGTERM) must be gone,
+    # or the exit-time terminate + join of multiprocessing would wait on them forever
+    assert set(multiprocessing.active_children()) <= before
+    message = one_line(caught.value)
+    assert message.startswith("no decodable sample in any of the 2 shards") and "sslkit data verify" in message
+    assert "\n" not in message and "Traceback" not in message
