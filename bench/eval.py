@@ -64,11 +64,15 @@ def bench_knn(num_bank: int, num_queries: int, dim: int, k: int, bf16: bool) -> 
     peak = gemm_peak(dim)
     result = {
         "faiss_s": best(lambda: faiss_flat_search(index, queries, k + 1), 3),
+        "numpy_heap_s": best(lambda: gemm_topk(bank, queries, k + 1), 3),
         "torch_heap_s": best(lambda: gemm_topk(tb, tq, k + 1), 3),
     }
     peak = max(peak, gemm_peak(dim))  # measured on both sides of the searches
     result["sweep_fp32_s"] = statistics.median(repeat_times(
         lambda: knn_classify(bank, labels, queries, query_labels, index=IndexSpec(precision="fp32")), 3))
+    for engine in ("faiss", "numpy"):  # the auto row above is one of these; both, to show the choice
+        result[f"sweep_{engine}_s"] = statistics.median(repeat_times(lambda: knn_classify(
+            bank, labels, queries, query_labels, index=IndexSpec(engine=engine, precision="fp32")), 3))
     if bf16:
         result["bf16_s"] = best(lambda: bf16_search(bank, queries, k + 1), 2)
         result["sweep_bf16_s"] = statistics.median(repeat_times(
@@ -129,8 +133,12 @@ def main() -> None:
     print(f"| compute bound: {knn['flops'] / g:.0f} GFLOP / {knn['peak'] / g:.0f} GFLOP/s measured fp32 GEMM "
           f"| {knn['bound_s']:.2f} | 1.00x |")
     rows = [("FAISS exact search (IndexFlatIP, its bundled BLAS), top-(k+1)", "faiss_s"),
+            ("numpy GEMM (its OpenBLAS) + FAISS heaps, top-(k+1)", "numpy_heap_s"),
             ("torch GEMM (MKL) + FAISS heaps, top-(k+1)", "torch_heap_s"),
-            ("full sweep, exact fp32 path: search + 8 (k, T) votes (`knn_classify`)", "sweep_fp32_s"),
+            (f"full sweep, exact fp32 path, engine auto ({resolve_engine('auto')}): search + 8 (k, T) votes "
+             "(`knn_classify`)", "sweep_fp32_s"),
+            ("full sweep, engine faiss", "sweep_faiss_s"),
+            ("full sweep, engine numpy", "sweep_numpy_s"),
             ("bf16 candidates + certified float64 re-rank, top-(k+1)", "bf16_s"),
             ("full sweep, bf16-candidate path (same results)", "sweep_bf16_s"),
             ("torch feature bank: chunked matmul + topk", "torch_s"),

@@ -3,20 +3,22 @@
 Exhaustive search over a bank is one GEMM (``Q x N x D``) plus a top-k selection, so its bound is the
 machine's GEMM rate. Every engine returns the same neighbours; they differ in whose BLAS runs the GEMM:
 
-- ``faiss`` (the default where its bundled BLAS runs the CPU's widest kernels): FAISS's own ``IndexFlatIP``
-  (its BLAS for the GEMM, its C++ heaps for the selection). Measured on an AVX2 AMD EPYC, one thread, 50,000 x
-  512 bank, 4,000 queries, k=200: 2.78 s against 2.9-3.0 s for the numpy engine below and a 2.35 s GEMM bound.
-  ``faiss-cpu`` 1.15 bundles OpenBLAS 0.3.15, which falls back to its oldest "Prescott" kernels on current
-  Intel servers (7.18 s, 9.7x the bound in the issue's measurement, against 1.85 s with the right kernels).
-  :mod:`sslkit.evaluation.blas` checks each BLAS's kernels against the CPU and logs one line for one that
-  runs below it; FAISS then keeps only the selection (and the IVF index for very large banks).
-- ``numpy`` (where FAISS's BLAS is below the CPU's ISA): the GEMM in tiles of 1,024 queries x 4,096 bank rows
-  on numpy's OpenBLAS, written into reused buffers that stay in cache; each query's heap is initialised from
-  its first 8,192 similarities, pre-filled just below a vectorised lower bound on its k-th best (~k inserts
-  instead of ~k * (1 + ln(n / k))), and the later tiles go to FAISS's C++ min-heaps
-  (``float_minheap_array_t.addn``: no index array), which by then insert few of them. So selection stays a
-  small fraction of the GEMM (heap inserts of every 4,000 x 4,096 block cost 0.42 s at 50,000 x 4,000, k=201).
-  numpy's wheels bring a current OpenBLAS that knows current CPUs; FAISS's wheel may not (above).
+- ``numpy`` (the default on CPU where numpy's BLAS runs the CPU's widest kernels): the GEMM in tiles of
+  1,024 queries x 4,096 bank rows on numpy's OpenBLAS, written into reused buffers that stay in cache; each
+  query's heap is initialised from its first 8,192 similarities, pre-filled just below a vectorised lower
+  bound on its k-th best (~k inserts instead of ~k * (1 + ln(n / k))), and the later tiles go to FAISS's C++
+  min-heaps (``float_minheap_array_t.addn``: no index array), which by then insert few of them. numpy's
+  wheels bring a current OpenBLAS that knows current CPUs; FAISS's wheel may not (below). Chosen by
+  measurement: on an AVX2 AMD EPYC, one thread, 50,000 x 512 bank, 4,000 queries, k=200, the whole
+  ``knn_classify`` sweep took 2.96 s on this engine against 3.27 s on ``faiss`` (2.92 / 3.39 s in a second
+  run; GEMM bound 2.35 s; docs/benchmarks.md, "Evaluation"), and on current Intel servers FAISS's wheel
+  runs below the CPU (next item).
+- ``faiss`` (where numpy's BLAS is below the CPU's ISA and FAISS's is not): FAISS's own ``IndexFlatIP`` (its
+  BLAS for the GEMM, its C++ heaps for the selection). ``faiss-cpu`` 1.15 bundles OpenBLAS 0.3.15, which
+  falls back to its oldest "Prescott" kernels on current Intel servers (7.18 s, 9.7x the bound in the
+  issue's measurement, against 1.85 s with the right kernels). :mod:`sslkit.evaluation.blas` checks each
+  BLAS's kernels against the CPU and logs one line for one that runs below it. FAISS also keeps the IVF
+  index for very large banks.
 - ``torch``: the same blocks on torch's BLAS (MKL / oneDNN, run-time dispatch on the CPU's features); the
   fallback when numpy's BLAS runs kernels below the CPU's ISA, and the engine on CUDA (TF32 off, ``topk``
   merging on the GPU).
@@ -53,8 +55,8 @@ _FP32_UNIT = 2.0**-24
 
 
 def resolve_engine(engine: str, device: str | torch.device = "cpu") -> str:
-    """``auto``: ``torch`` on CUDA; on CPU FAISS's own search where its BLAS runs the CPU's widest kernels,
-    else ``numpy`` where numpy's does, else ``torch``. ``SSLKIT_KNN_ENGINE`` overrides ``auto``."""
+    """``auto``: ``torch`` on CUDA; on CPU ``numpy`` where numpy's BLAS runs the CPU's widest kernels, else
+    FAISS's own search where its BLAS does, else ``torch``. ``SSLKIT_KNN_ENGINE`` overrides ``auto``."""
     engine = os.environ.get("SSLKIT_KNN_ENGINE", engine) if engine == "auto" else engine
     if engine not in ENGINES:
         raise ValueError(f"kNN engine must be one of {ENGINES}, got {engine!r}")
@@ -62,9 +64,10 @@ def resolve_engine(engine: str, device: str | torch.device = "cpu") -> str:
         return engine
     if torch.device(device).type == "cuda":
         return "torch"
-    if blas_ok("faiss", instead="numpy's BLAS (or torch's) for the GEMM, FAISS's heaps for the selection"):
-        return "faiss"
-    return "numpy" if blas_ok("numpy", instead="torch's BLAS (MKL)") else "torch"
+    if blas_ok("numpy", instead="FAISS's own search (or torch's BLAS) for the GEMM"):
+        return "numpy"
+    return "faiss" if blas_ok("faiss", instead="torch's BLAS (MKL) for the GEMM, FAISS's heaps for the selection") \
+        else "torch"
 
 
 def resolve_precision(precision: str, device: str | torch.device = "cpu") -> str:

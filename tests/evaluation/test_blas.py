@@ -60,10 +60,12 @@ def test_engine_follows_the_detection(monkeypatch):
     monkeypatch.delenv("SSLKIT_KNN_ENGINE", raising=False)
     verdict = {"faiss": True, "numpy": True}
     monkeypatch.setattr(search, "blas_ok", lambda package, instead="": verdict[package])
-    assert search.resolve_engine("auto") == "faiss"
-    verdict["faiss"] = False  # FAISS's OpenBLAS misdetected: numpy's BLAS for the GEMM
     assert search.resolve_engine("auto") == "numpy"
-    verdict["numpy"] = False  # both misdetected: torch's MKL
+    verdict["faiss"] = False  # FAISS's OpenBLAS misdetected (the Prescott): numpy's BLAS still
+    assert search.resolve_engine("auto") == "numpy"
+    verdict["faiss"], verdict["numpy"] = True, False  # numpy's misdetected: FAISS's own search
+    assert search.resolve_engine("auto") == "faiss"
+    verdict["faiss"] = False  # both misdetected: torch's MKL
     assert search.resolve_engine("auto") == "torch"
     assert search.resolve_engine("auto", device="cuda") == "torch"
     assert search.resolve_engine("faiss") == "faiss"
