@@ -29,9 +29,11 @@ corrupt-shard marks are part of :meth:`ShardStream.state_dict`, so they survive 
 
 from __future__ import annotations
 
+import atexit
 import io
 import logging
 import signal
+import weakref
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -467,6 +469,8 @@ class ShardLoader(DataLoader):
 
     @staticmethod
     def _counted(batches: Iterator[Any], stream: ShardStream) -> Iterator[Any]:
+        if hasattr(batches, "_shutdown_workers"):
+            _LIVE_ITERATORS.add(batches)
         try:
             for batch in batches:
                 stream.batches_consumed += 1
@@ -484,6 +488,20 @@ class ShardLoader(DataLoader):
 
 def _identity(batch: Any) -> Any:
     return batch
+
+
+_LIVE_ITERATORS: weakref.WeakSet = weakref.WeakSet()  # multi-process iterators of ShardLoaders
+
+
+@atexit.register
+def _shutdown_live_workers() -> None:
+    """At exit, stop the workers of iterators still alive (a traceback or a global can hold one).
+
+    Registered after multiprocessing's own exit handler, so it runs before it (atexit is last in,
+    first out): that handler terminates daemon processes and joins them, and ours ignore SIGTERM.
+    """
+    for iterator in list(_LIVE_ITERATORS):
+        iterator._shutdown_workers()
 
 
 def _ignore_stop_signals(worker_id: int) -> None:

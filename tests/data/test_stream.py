@@ -276,3 +276,22 @@ def test_a_set_with_no_readable_shard_ends_in_one_line(make_shards: MakeShards, 
     message = one_line(caught.value)
     assert message.startswith("no decodable sample in any of the 2 shards") and "sslkit data verify" in message
     assert "\n" not in message and "Traceback" not in message
+
+
+def test_the_process_exits_while_a_loader_with_workers_is_still_alive(make_shards: MakeShards) -> None:
+    """Workers ignore SIGTERM; an iterator alive at exit (here a global, as a traceback can hold one)
+    must not leave multiprocessing's exit-time terminate + join waiting on them."""
+    import subprocess
+    import sys
+    import textwrap
+
+    shards = make_shards(20, per_shard=10)
+    script = textwrap.dedent(f"""
+        from sslkit.data.stream import ShardLoader, ShardStream
+        stream = ShardStream({str(shards)!r}, batch_size=5, shuffle=False)
+        batches = iter(ShardLoader(stream, num_workers=2))
+        next(batches)
+        raise SystemExit(3)
+    """)
+    done = subprocess.run([sys.executable, "-c", script], timeout=120, capture_output=True, text=True)
+    assert done.returncode == 3, done.stderr
