@@ -28,7 +28,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from sslkit.data.collate import pil_to_tensor, single_view
-from sslkit.data.stream import ShardLoader, ShardStream
+from sslkit.data.loader import ShardLoader
+from sslkit.data.stream import ShardStream
 from sslkit.hardware import usable_cores
 
 logger = logging.getLogger(__name__)

@@ -14,7 +14,8 @@ from PIL import Image
 from sslkit.data.collate import single_view
 from sslkit.data.sample_index import INDEX_SUFFIX, read_index, sample_digest
 from sslkit.data.shard_reader import IndexedShardReader
-from sslkit.data.stream import ShardLoader, ShardStream
+from sslkit.data.loader import ShardLoader
+from sslkit.data.stream import ShardStream
 from sslkit.data.writer import ShardWriter
 from tests.data.helpers import MakeShards
 

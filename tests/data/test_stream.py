@@ -15,7 +15,8 @@ import pytest
 from sslkit.data.collate import single_view
 from sslkit.data.datamodule import build_eval_loader
 from sslkit.data.sample_index import INDEX_SUFFIX
-from sslkit.data.stream import ShardLoader, ShardStream
+from sslkit.data.loader import ShardLoader
+from sslkit.data.stream import ShardStream
 from tests.data.helpers import MakeShards, rewrite_shard, synthetic_image
 
 
@@ -287,7 +288,8 @@ def test_the_process_exits_while_a_loader_with_workers_is_still_alive(make_shard
 
     shards = make_shards(20, per_shard=10)
     script = textwrap.dedent(f"""
-        from sslkit.data.stream import ShardLoader, ShardStream
+        from sslkit.data.loader import ShardLoader
+        from sslkit.data.stream import ShardStream
         stream = ShardStream({str(shards)!r}, batch_size=5, shuffle=False)
         batches = iter(ShardLoader(stream, num_workers=2))
         next(batches)
