@@ -6,21 +6,25 @@ the LR-grid linear probe vs one extraction pass over the same images.
 Prints the CPU and the BLAS kernels every library runs, then a markdown block for docs/benchmarks.md
 (section "Evaluation"). Every contender and the GEMM bound run at the same thread count: torch's threads,
 FAISS's OpenMP and every BLAS pool threadpoolctl can limit (numpy's OpenBLAS ignores torch's setting).
-Timings are wall-clock minima over repeats (medians for the slow end-to-end rows).
+Each kNN row is the median of its calls, and its ratio the median of per-call ratios to the GEMM bound
+measured just before and after that call (`paired`): the machine's rate drifts between minutes.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import time
+from collections.abc import Callable
+from pathlib import Path
 
 import faiss
 import numpy as np
 import torch
 from threadpoolctl import threadpool_info, threadpool_limits
 
-from common import repeat_times  # noqa: I001  (bench/ is on sys.path)
+from common import repeat_times, timed  # noqa: I001  (bench/ is on sys.path)
 from sslkit.hardware import cpu_has_native_bf16
 from sslkit.evaluation.blas import describe_blas
 from sslkit.evaluation.features import Pooling, extract_features
@@ -33,16 +37,40 @@ def best(fn, repeats: int = 5) -> float:
     return min(repeat_times(fn, repeats))
 
 
-def gemm_peak(dim: int, repeats: int = 7) -> float:
-    """Best measured float32 GEMM FLOP/s at the current thread limits: torch (MKL) and numpy (OpenBLAS),
-    FAISS's block shape (4096 queries x 4096 bank) and a wider one, fastest of ``repeats``."""
-    peak = 0.0
+def gemm_peak(dim: int, repeats: int = 7) -> tuple[float, Callable[[], object], float]:
+    """The fastest float32 GEMM at the current thread limits: torch (MKL) and numpy (OpenBLAS), FAISS's
+    block shape (4096 queries x 4096 bank) and a wider one, fastest of ``repeats``.
+
+    Returns ``(FLOP/s, that GEMM as a call, its FLOPs)``: :func:`paired` reruns it around every contender.
+    """
+    found = []
     for cols in (4096, 8192):
-        a, b = torch.randn(4096, dim), torch.randn(dim, cols)
-        an, bn = a.numpy(), b.numpy()
-        for fn in (lambda: a @ b, lambda: an @ bn):
-            peak = max(peak, 2 * 4096 * cols * dim / best(fn, repeats))
-    return peak
+        a, b, c = torch.randn(4096, dim), torch.randn(dim, cols), torch.empty(4096, cols)
+        # Into a reused output: a fresh 128 MB result would time the kernel's page faults, not the GEMM.
+        for fn in (lambda a=a, b=b, c=c: torch.matmul(a, b, out=c),
+                   lambda a=a.numpy(), b=b.numpy(), c=c.numpy(): np.matmul(a, b, out=c)):
+            flops = 2.0 * 4096 * cols * dim
+            found.append((flops / best(fn, repeats), fn, flops))
+    return max(found, key=lambda f: f[0])
+
+
+def paired(fn: Callable[[], object], bound: tuple[float, Callable[[], object], float], flops: float,
+           repeats: int) -> dict[str, float]:
+    """``fn`` timed ``repeats`` times, each call between two runs of the bound's GEMM.
+
+    The machine's rate drifts by 10-20 % between minutes here (a VM: neighbours share caches and memory),
+    so each call is compared with the GEMM rate measured around it (the faster of the two): the ratio
+    is the median of these paired ratios, not one minimum against another taken minutes apart.
+    """
+    _, gemm, gemm_flops = bound
+    fn()
+    times, bounds = [], []
+    for _ in range(repeats):
+        before = timed(gemm)
+        times.append(timed(fn))
+        bounds.append(flops * min(before, timed(gemm)) / gemm_flops)
+    return {"s": statistics.median(times), "ratio": statistics.median(t / b for t, b in zip(times, bounds)),
+            "bound_s": statistics.median(bounds)}
 
 
 def torch_bank_knn(bank: torch.Tensor, queries: torch.Tensor, k: int, chunk: int = 1024) -> torch.Tensor:
@@ -53,7 +81,7 @@ def torch_bank_knn(bank: torch.Tensor, queries: torch.Tensor, k: int, chunk: int
     return torch.cat(out)
 
 
-def bench_knn(num_bank: int, num_queries: int, dim: int, k: int, bf16: bool) -> dict[str, float]:
+def bench_knn(num_bank: int, num_queries: int, dim: int, k: int, bf16: bool) -> dict:
     rng = np.random.default_rng(0)
     bank = l2_normalize(rng.normal(size=(num_bank, dim)).astype(np.float32))
     queries = l2_normalize(rng.normal(size=(num_queries, dim)).astype(np.float32))
@@ -61,29 +89,30 @@ def bench_knn(num_bank: int, num_queries: int, dim: int, k: int, bf16: bool) -> 
     flops = 2.0 * num_bank * num_queries * dim
     index = build_index(bank)
     tb, tq = torch.from_numpy(bank), torch.from_numpy(queries)
-    peak = gemm_peak(dim)
-    result = {
-        "faiss_s": best(lambda: faiss_flat_search(index, queries, k + 1), 3),
-        "numpy_heap_s": best(lambda: gemm_topk(bank, queries, k + 1), 3),
-        "torch_heap_s": best(lambda: gemm_topk(tb, tq, k + 1), 3),
+    bound = gemm_peak(dim)
+
+    def sweep(**spec: str) -> Callable[[], object]:
+        return lambda: knn_classify(bank, labels, queries, query_labels, index=IndexSpec(**spec))
+
+    contenders = {
+        "faiss": (lambda: faiss_flat_search(index, queries, k + 1), 5),
+        "numpy_heap": (lambda: gemm_topk(bank, queries, k + 1), 5),
+        "torch_heap": (lambda: gemm_topk(tb, tq, k + 1), 3),
+        "sweep_fp32": (sweep(precision="fp32"), 5),
+        # the auto row above is one of these; both, to show the choice
+        "sweep_faiss": (sweep(engine="faiss", precision="fp32"), 3),
+        "sweep_numpy": (sweep(engine="numpy", precision="fp32"), 3),
     }
-    peak = max(peak, gemm_peak(dim))  # measured on both sides of the searches
-    result["sweep_fp32_s"] = statistics.median(repeat_times(
-        lambda: knn_classify(bank, labels, queries, query_labels, index=IndexSpec(precision="fp32")), 3))
-    for engine in ("faiss", "numpy"):  # the auto row above is one of these; both, to show the choice
-        result[f"sweep_{engine}_s"] = statistics.median(repeat_times(lambda: knn_classify(
-            bank, labels, queries, query_labels, index=IndexSpec(engine=engine, precision="fp32")), 3))
     if bf16:
-        result["bf16_s"] = best(lambda: bf16_search(bank, queries, k + 1), 2)
-        result["sweep_bf16_s"] = statistics.median(repeat_times(
-            lambda: knn_classify(bank, labels, queries, query_labels, index=IndexSpec(precision="bf16")), 2))
-    result["torch_s"] = best(lambda: torch_bank_knn(tb, tq, k + 1), 2)
-    result.update(flops=flops, peak=peak, bound_s=flops / peak)
+        contenders["bf16"] = (lambda: bf16_search(bank, queries, k + 1), 2)
+        contenders["sweep_bf16"] = (sweep(precision="bf16"), 2)
+    contenders["torch"] = (lambda: torch_bank_knn(tb, tq, k + 1), 2)
     if num_bank >= 200_000:
-        ivf = IndexSpec("ivf", nprobe=16)
-        result["ivf_s"] = statistics.median(repeat_times(
-            lambda: knn_classify(bank, labels, queries, query_labels, ks=(k,), index=ivf), 1))
-    return result
+        contenders["ivf"] = (lambda: knn_classify(bank, labels, queries, query_labels, ks=(k,),
+                                                  index=IndexSpec("ivf", nprobe=16)), 1)
+    result = {name: paired(fn, bound, flops, repeats) for name, (fn, repeats) in contenders.items()}
+    bound_s = statistics.median(r["bound_s"] for r in result.values())
+    return {"rows": result, "flops": flops, "peak": flops / bound_s, "bound_s": bound_s}
 
 
 def bench_probe(num_images: int, epochs: int, backbone: str) -> dict[str, float]:
@@ -114,6 +143,7 @@ def main() -> None:
     parser.add_argument("--probe-epochs", type=int, default=50)
     parser.add_argument("--backbone", default="resnet18")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     parser.add_argument("--bf16", choices=("auto", "on", "off"), default="auto",
                         help="time the bf16-candidate path (auto: only where bf16 GEMM runs in hardware)")
     args = parser.parse_args()
@@ -132,20 +162,21 @@ def main() -> None:
     print("| what | seconds | vs compute bound |\n|---|---|---|")
     print(f"| compute bound: {knn['flops'] / g:.0f} GFLOP / {knn['peak'] / g:.0f} GFLOP/s measured fp32 GEMM "
           f"| {knn['bound_s']:.2f} | 1.00x |")
-    rows = [("FAISS exact search (IndexFlatIP, its bundled BLAS), top-(k+1)", "faiss_s"),
-            ("numpy GEMM (its OpenBLAS) + FAISS heaps, top-(k+1)", "numpy_heap_s"),
-            ("torch GEMM (MKL) + FAISS heaps, top-(k+1)", "torch_heap_s"),
+    rows = [("FAISS exact search (IndexFlatIP, its bundled BLAS), top-(k+1)", "faiss"),
+            ("numpy GEMM (its OpenBLAS) + FAISS heaps, top-(k+1)", "numpy_heap"),
+            ("torch GEMM (MKL) + FAISS heaps, top-(k+1)", "torch_heap"),
             (f"full sweep, exact fp32 path, engine auto ({resolve_engine('auto')}): search + 8 (k, T) votes "
-             "(`knn_classify`)", "sweep_fp32_s"),
-            ("full sweep, engine faiss", "sweep_faiss_s"),
-            ("full sweep, engine numpy", "sweep_numpy_s"),
-            ("bf16 candidates + certified float64 re-rank, top-(k+1)", "bf16_s"),
-            ("full sweep, bf16-candidate path (same results)", "sweep_bf16_s"),
-            ("torch feature bank: chunked matmul + topk", "torch_s"),
-            ("IVF (nprobe 16) search + vote", "ivf_s")]
+             "(`knn_classify`)", "sweep_fp32"),
+            ("full sweep, engine faiss", "sweep_faiss"),
+            ("full sweep, engine numpy", "sweep_numpy"),
+            ("bf16 candidates + certified float64 re-rank, top-(k+1)", "bf16"),
+            ("full sweep, bf16-candidate path (same results)", "sweep_bf16"),
+            ("torch feature bank: chunked matmul + topk", "torch"),
+            ("IVF (nprobe 16) search + vote", "ivf")]
     for name, key in rows:
-        if key in knn:
-            print(f"| {name} | {knn[key]:.2f} | {knn[key] / knn['bound_s']:.2f}x |")
+        if key in knn["rows"]:
+            row = knn["rows"][key]
+            print(f"| {name} | {row['s']:.2f} | {row['ratio']:.2f}x |")
     if not bf16:
         print("| bf16-candidate path | not timed: this CPU has no native bf16 GEMM (pass --bf16 on) | |")
     print(f"\nLinear probe: {probe['num_heads']} heads ({len(DEFAULT_LRS)} LRs x {len(DEFAULT_WDS)} WDs), "
@@ -153,6 +184,9 @@ def main() -> None:
     print("| what | seconds | vs extraction |\n|---|---|---|")
     print(f"| one extraction pass ({args.backbone}, 32 px) | {probe['extract_s']:.2f} | 1.00x |")
     print(f"| probe grid: training only | {probe['train_s']:.2f} | {probe['train_s'] / probe['extract_s']:.2f}x |")
+    if args.json:
+        args.json.write_text(json.dumps({"machine": describe_blas(), "threads": args.threads, "knn": {
+            k: v for k, v in knn.items()}, "probe": probe}, indent=2))
     print(f"| probe grid: whole protocol | {probe['probe_s']:.2f} | {probe['probe_s'] / probe['extract_s']:.2f}x |")
 
 

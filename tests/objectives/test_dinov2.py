@@ -4,12 +4,13 @@ global crops only and moves; layer-wise LR decay; Gram anchoring and register to
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
 
 from sslkit.masking import IBOTMaskCollator
-from sslkit.objectives import DINOv2, load_objective
+from sslkit.objectives import DINO, DINOv2, load_objective
 from tests.objectives.new_methods import TINY_VIT_DYNAMIC, moved, multicrop_views, record_input_sizes, snapshot
 
 HEAD = {"proj_hidden_dim": 64, "proj_bottleneck_dim": 16, "proj_output_dim": 128}
@@ -59,3 +60,29 @@ def test_ibot_recipe_setting_separate_head_gram_and_registers(fit_ema_steps) -> 
     assert model.dino_centering.center.value.abs().sum() > 0 and model.ibot_centering.center.value.abs().sum() > 0
     # the Gram teacher was taken at step 0 and is not an EMA: it lags the teacher
     assert moved(snapshot(model.gram_backbone), model.teacher_backbone)
+
+
+def test_without_ibot_koleo_and_sinkhorn_it_is_dino() -> None:
+    """DINOv2 with running-mean centring, iBOT weight 0 and no KoLeo is DINO: same loss, gradients and centre
+    on the same weights and views, step after step (the iBOT recipe differs from DINO by its patch term only)."""
+    torch.manual_seed(0)
+    kw = {"backbone": "vit_tiny_patch16_224", "backbone_kwargs": TINY_VIT_DYNAMIC, **HEAD, "freeze_last_layer_epochs": 0,
+          "warmup_teacher_temp_epochs": 0, "ema_momentum": 0.99, "ema_momentum_end": 0.99}
+    dino = DINO(**kw)
+    dinov2 = DINOv2(centering="centering", koleo_weight=0.0, ibot_weight=0.0, **kw)
+    for name in ("backbone", "projection_head", "teacher_backbone", "teacher_projection_head"):
+        getattr(dinov2, name).load_state_dict(getattr(dino, name).state_dict())
+    trainer = SimpleNamespace(barebones=True, global_step=0, estimated_stepping_batches=10, max_epochs=1,
+                              current_epoch=0, optimizers=[], training=True)
+    dino.trainer = dinov2.trainer = trainer
+    masks = torch.zeros(8, 16, dtype=torch.bool)  # no masked patch: the same student input as DINO's
+    for _ in range(3):
+        views = [torch.randn(4, 3, 32, 32), torch.randn(4, 3, 32, 32), torch.randn(4, 3, 16, 16)]
+        dino.zero_grad(), dinov2.zero_grad()
+        loss, loss2 = dino.training_step({"views": views}, 0), dinov2.training_step({"views": views, "masks_ibot": masks}, 0)
+        loss.backward(), loss2.backward()
+        assert float(loss2.detach()) == pytest.approx(float(loss.detach()), rel=1e-5)
+        grad = dino.backbone.blocks[0].attn.qkv.weight.grad
+        assert torch.allclose(dinov2.backbone.blocks[0].attn.qkv.weight.grad, grad, rtol=1e-4, atol=1e-7 * grad.abs().max())
+        assert torch.allclose(dinov2.dino_centering.center.value, dino.criterion.center, rtol=1e-5, atol=1e-8)
+    assert dino.criterion.center.abs().sum() > 0  # the centre moved, so the later steps compared something
