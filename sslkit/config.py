@@ -95,6 +95,27 @@ def load_yaml(path: Path, max_nodes: int = MAX_YAML_NODES) -> Any:
         loader.dispose()
 
 
+def refuse_yaml_bombs(args: list[str], max_bytes: int = 1 << 20) -> None:
+    """:func:`load_yaml`'s alias check on every command-line value that names a small file.
+
+    jsonargparse reads a file given as a value (``--model=model.yaml``, ``--data=data.yaml``) with its own
+    YAML loader and expands every alias: a 1.5 kB file of nested aliases would hang the parser. A value
+    that is not YAML (a checkpoint, an image folder's file) is left to the parser.
+    """
+    for arg in args:
+        value = arg.split("=", 1)[1] if arg.startswith("-") and "=" in arg else arg
+        try:
+            path = Path(value)
+            if not path.is_file() or path.stat().st_size > max_bytes:
+                continue
+        except (OSError, ValueError):  # an inline YAML value too long or odd to be a path
+            continue
+        try:
+            load_yaml(path)
+        except (yaml.YAMLError, UnicodeDecodeError):
+            continue
+
+
 def _expanded_size(node: yaml.Node, memo: dict[int, int | None], limit: int) -> int:
     """Nodes in ``node`` with every alias expanded (memoised per node; stops counting past ``limit``)."""
     key = id(node)

@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from sslkit.config import BASE_KEY, load_yaml
 from sslkit.errors import UserError
 
 BASE_DIR = "_base"
@@ -162,14 +163,16 @@ def _where(key: str, files: list[Path], overrides: list[str]) -> str:
     return _display(files[-1]) if files else "recipe"
 
 
-def _with_bases(files: list[Path]) -> list[Path]:
-    """Each recipe preceded by the ``_base_`` files it layers over, in merge order."""
+def _with_bases(files: list[Path], _seen: frozenset[Path] = frozenset()) -> list[Path]:
+    """Each recipe preceded by the ``_base_`` files it layers over, in merge order (a cycle is cut)."""
     out: list[Path] = []
     for path in files:
-        data = yaml.safe_load(path.read_text()) or {}
-        bases = data.get("_base_", []) if isinstance(data, dict) else []
+        if path.resolve() in _seen:
+            continue
+        data = load_yaml(path) or {}
+        bases = data.get(BASE_KEY, []) if isinstance(data, dict) else []
         for base in [bases] if isinstance(bases, str) else bases:
-            out += _with_bases([path.parent / base])
+            out += _with_bases([path.parent / base], _seen | {path.resolve()})
         out.append(path)
     return out
 

@@ -20,6 +20,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from sslkit.callbacks.data_health import DataHealth
 from sslkit.callbacks.online_knn import OnlineKNNSettings
 from sslkit.callbacks.run_record import CheckData, LogLastStep, RunRecorder
+from sslkit.config import refuse_yaml_bombs
 from sslkit.distributed.checkpoint_io import recover_checkpoint
 from sslkit.distributed.environment import trainer_callbacks, trainer_plugins
 from sslkit.distributed.precision import accept_auto, resolve_config_precision
@@ -56,6 +57,7 @@ class SSLCLI(LightningCLI):
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
         """The merged recipe goes in as a YAML string (no temp file); a bad key becomes one-line UserError."""
         overrides = [str(a) for a in args or []]
+        refuse_yaml_bombs(overrides)
         argv = ["--config", yaml.safe_dump(self.recipe, sort_keys=False)] if self.recipe is not None else []
         try:
             self.config = parser.parse_args([*argv, *overrides])

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 from torch import nn
 
+from sslkit.config import load_yaml
 from sslkit.distributed.checkpoint_io import deepspeed_safe_globals, weights_only_torch_load
 from sslkit.objectives.base import SSLObjective
 from sslkit.objectives.loading import load_objective, read_checkpoint
@@ -54,7 +54,7 @@ class Source:
         path = self.run_dir / "config.yaml" if self.run_dir else None
         if path is None or not path.is_file():
             return None
-        return yaml.safe_load(path.read_text())
+        return load_yaml(path)
 
 
 def is_deepspeed_dir(path: Path) -> bool:

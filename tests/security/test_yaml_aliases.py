@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 
@@ -35,6 +36,24 @@ def test_alias_bomb_through_sslkit_pretrain(tmp_path, capsys) -> None:
     assert main(["pretrain", "-c", str(path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "bomb.yaml: YAML aliases expand" in err[0]
+
+
+@pytest.mark.timeout(120)  # without the check it runs for many minutes
+def test_alias_bomb_as_a_command_line_value(tmp_path, capsys) -> None:
+    """jsonargparse reads a file given as a value (``--model=x.yaml``) and expands its aliases itself: the
+    same check runs on it first (without it, this command ran for minutes, 10^8 nodes)."""
+    from sslkit.cli import main
+
+    model = tmp_path / "bomb_model.yaml"
+    model.write_text("class_path: sslkit.objectives.SimCLR\n" + _bomb().split("model:\n", 1)[1].replace("\n    ", "\n  ")
+                     .replace("  init_args:", "init_args:", 1))
+    start = time.perf_counter()
+    recipe = Path(__file__).resolve().parents[2] / "recipes" / "simclr" / "vit_tiny_digits.yaml"
+    code = main(["pretrain", "-c", str(recipe), f"--model={model}",
+                 "--run-dir", str(tmp_path / "run")])
+    assert code == 2 and time.perf_counter() - start < 30
+    err = [line for line in capsys.readouterr().err.strip().splitlines() if "run folder" not in line]
+    assert len(err) == 1 and "bomb_model.yaml: YAML aliases expand" in err[0]
 
 
 def test_a_recursive_alias_is_refused(tmp_path) -> None:
