@@ -1,7 +1,9 @@
-"""``sslkit data ...``: write shards (``shard``), check them (``verify``), look at them (``inspect``).
+"""``sslkit data ...``: write shards (``shard``), check them (``verify``), look at them (``inspect``), index a
+set written by another tool (``index``).
 
     sslkit data shard --source imagenet --root /data/imagenet --split train --out shards/in1k/train
     sslkit data verify shards/in1k/train
+    sslkit data index shards/from-webdataset/train
     sslkit data inspect shards/in1k/train
 """
 
@@ -25,6 +27,12 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("dir", help="folder with manifest.json")
     verify.add_argument("--workers", type=int, default=2, help="shards read at once")
     verify.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    index = commands.add_parser("index", help="write the sample index beside every shard that has none "
+                                "(a set from another tool or an older sslkit); exit 1 if a shard does not match the manifest")
+    index.add_argument("dir", help="folder with manifest.json")
+    index.add_argument("--force", action="store_true", help="rewrite existing indexes too")
+    index.add_argument("--workers", type=int, default=2, help="shards read at once")
+    index.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     inspect = commands.add_parser("inspect", help="counts, class histogram, grid of random samples")
     inspect.add_argument("dir", help="folder with manifest.json")
     inspect.add_argument("--out", help="folder for inspect.json and inspect.png (default: DIR)")
@@ -68,7 +76,7 @@ def _shard_parser(shard: argparse.ArgumentParser) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Run ``sslkit data`` with ``argv`` (the arguments after ``data``); returns the exit code."""
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
-    return {"shard": shard, "verify": verify, "inspect": inspect}[args.command](args)
+    return {"shard": shard, "verify": verify, "index": index, "inspect": inspect}[args.command](args)
 
 
 def shard(args: argparse.Namespace) -> int:
@@ -107,6 +115,17 @@ def verify(args: argparse.Namespace) -> int:
         return 1
     print(f"{args.dir}: {shards} shards, {manifest['num_samples']} samples verified (sha256, sizes, counts)")
     return 0
+
+
+def index(args: argparse.Namespace) -> int:
+    from sslkit.data.indexing import index_shards
+
+    report = index_shards(args.dir, force=args.force, workers=args.workers, progress=not args.no_progress)
+    for line in report.problems:
+        print(f"{args.dir}: {line}", file=sys.stderr)
+    print(f"{args.dir}: {len(report.written)} shards indexed, {len(report.kept)} already had an index"
+          + (f", {len(report.problems)} FAILED" if report.problems else ""))
+    return 1 if report.problems else 0
 
 
 def inspect(args: argparse.Namespace) -> int:

@@ -388,8 +388,8 @@ def _all_indexed(shards: Sequence[Any], *, warn: bool) -> bool:
     if missing and warn:
         logger.warning("%d of %d shards (%s, ...) have no sample index (written by another tool, an older"
                        " sslkit, or remote): they are streamed in tar order, so shards written class after"
-                       " class mix less; `sslkit data shard` writes indexed shards", missing, len(shards),
-                       shards[0].url)
+                       " class mix less; `sslkit data index DIR` adds the indexes (`sslkit data shard` writes them)",
+                       missing, len(shards), shards[0].url)
     return not missing
 
 

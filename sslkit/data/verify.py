@@ -71,7 +71,7 @@ def check_shard(path: Path) -> ShardCheck:
     """Read one shard once: sha256, size and number of samples (tar headers; images not decoded)."""
     try:
         with open(path, "rb") as raw:
-            stream = _HashingReader(raw)
+            stream = HashingReader(raw)
             count, error = 0, None
             try:
                 for _ in tar_samples(stream, str(path)):
@@ -122,7 +122,7 @@ def _check_index(shard: Path, want: dict[str, Any]) -> str | None:
     return None
 
 
-class _HashingReader:
+class HashingReader:
     """A read-only stream that hashes (sha256) and counts what is read through it."""
 
     def __init__(self, raw: BinaryIO) -> None:
