@@ -69,8 +69,9 @@ def paired(fn: Callable[[], object], bound: tuple[float, Callable[[], object], f
         before = timed(gemm)
         times.append(timed(fn))
         bounds.append(flops * min(before, timed(gemm)) / gemm_flops)
-    return {"s": statistics.median(times), "ratio": statistics.median(t / b for t, b in zip(times, bounds)),
-            "bound_s": statistics.median(bounds)}
+    ratios = [t / b for t, b in zip(times, bounds)]
+    return {"s": statistics.median(times), "ratio": statistics.median(ratios), "bound_s": statistics.median(bounds),
+            "calls_s": times, "ratios": ratios}
 
 
 def torch_bank_knn(bank: torch.Tensor, queries: torch.Tensor, k: int, chunk: int = 1024) -> torch.Tensor:
