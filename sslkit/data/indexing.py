@@ -57,7 +57,10 @@ def index_shards(directory: str | Path, *, force: bool = False, workers: int = 2
     ) as bar:
         for want, problem in zip(todo, pool.map(lambda s: index_shard(folder / s["name"], s), todo)):
             bar.update(want["num_bytes"])
-            (problems.append(f"{want['name']}: {problem}") if problem else written.append(want["name"]))
+            if problem:
+                problems.append(f"{want['name']}: {problem}")
+            else:
+                written.append(want["name"])
     return IndexReport(written, kept, problems)
 
 
@@ -75,7 +78,8 @@ def index_shard(path: Path, want: dict[str, Any]) -> str | None:
                                 {k: offset for k, (offset, _) in members.items()})
                     count += 1
             except Exception as exc:  # a truncated or garbled tar (webdataset raises what tarfile raises)
-                return f"unreadable tar after {count} samples ({type(exc).__name__}: {exc}); not indexed"
+                return (f"unreadable tar after {count} samples ({type(exc).__name__}: {exc}); not indexed (an index "
+                        "needs a plain, uncompressed tar)")
             stream.drain()
     except OSError as exc:
         return f"cannot be read ({exc.strerror or exc}); not indexed"
@@ -91,7 +95,7 @@ def index_shard(path: Path, want: dict[str, Any]) -> str | None:
 
 def _members(stream: HashingReader, url: str) -> Iterator[dict[str, Any]]:
     """webdataset's ``tar_file_iterator`` (same members skipped), each value ``(data offset, bytes)``."""
-    tar = tarfile.open(fileobj=stream, mode="r|*")
+    tar = tarfile.open(fileobj=stream, mode="r|")  # plain tar only: offsets into a compressed one mean nothing
     for info in tar:
         name = info.name
         if not info.isreg() or name is None or _SKIP_META.match(name) or (

@@ -48,3 +48,16 @@ def test_a_shard_unlike_its_manifest_gets_no_index(make_shards: MakeShards, caps
     assert shards[2].name in errors[1] and "not indexed" in errors[1]
     assert "1 shards indexed, 0 already had an index, 2 FAILED" in captured.out
     assert sorted(_indexes(folder)) == [f"{shards[0].name}{INDEX_SUFFIX}"]
+
+
+def test_a_compressed_shard_is_not_indexed(make_shards: MakeShards, capsys: pytest.CaptureFixture[str]) -> None:
+    import gzip
+
+    folder = make_shards(10, per_shard=10)
+    for path in folder.glob(f"*{INDEX_SUFFIX}"):
+        path.unlink()
+    shard = next(folder.glob("*.tar"))
+    shard.write_bytes(gzip.compress(shard.read_bytes()))  # readable by webdataset ("r|*"), no random access
+    assert main(["index", str(folder), "--no-progress"]) == 1
+    assert "uncompressed tar" in capsys.readouterr().err
+    assert not _indexes(folder)
