@@ -30,7 +30,6 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 import sslkit.objectives.dinov2 as d2mod  # noqa: E402
-from sslkit.objectives import DINO, DINOv2  # noqa: E402
 
 EVERY = 5
 DIAG: dict[str, list] = {}
@@ -150,32 +149,28 @@ def _attach_dino(model):
     return model
 
 
-def ibot(name, **over):
+def _variant(name, cls_name, attach, build_row, **over):
+    """A bench row built by ``build_row`` with ``ob.<cls_name>``'s arguments overridden and hooks attached."""
     def build(s):
         CUR["name"] = name
         kw_over = dict(over)
         if "lr" in kw_over and "min_lr" not in kw_over:
             kw_over["min_lr"] = kw_over["lr"] / 100
-        ob.DINOv2 = lambda **kw: _attach_dinov2(DINOv2(**{**kw, **kw_over}))
+        cls = getattr(ob, cls_name)
+        setattr(ob, cls_name, lambda **kw: attach(cls(**{**kw, **kw_over})))
         try:
-            return ob.build_dinov2(s, ibot=True)
+            return build_row(s)
         finally:
-            ob.DINOv2 = DINOv2
+            setattr(ob, cls_name, cls)
     return build
+
+
+def ibot(name, **over):
+    return _variant(name, "DINOv2", _attach_dinov2, lambda s: ob.build_dinov2(s, ibot=True), **over)
 
 
 def dino(name, **over):
-    def build(s):
-        CUR["name"] = name
-        kw_over = dict(over)
-        if "lr" in kw_over and "min_lr" not in kw_over:
-            kw_over["min_lr"] = kw_over["lr"] / 100
-        ob.DINO = lambda **kw: _attach_dino(DINO(**{**kw, **kw_over}))
-        try:
-            return ob.build_dino(s)
-        finally:
-            ob.DINO = DINO
-    return build
+    return _variant(name, "DINO", _attach_dino, ob.build_dino, **over)
 
 
 OLD = {"lr": 1e-3, "teacher_temp": 0.07}  # the rows' settings before 2026-12-01
