@@ -186,8 +186,8 @@ def main() -> None:
     print(f"| one extraction pass ({args.backbone}, 32 px) | {probe['extract_s']:.2f} | 1.00x |")
     print(f"| probe grid: training only | {probe['train_s']:.2f} | {probe['train_s'] / probe['extract_s']:.2f}x |")
     if args.json:
-        args.json.write_text(json.dumps({"machine": describe_blas(), "threads": args.threads, "knn": {
-            k: v for k, v in knn.items()}, "probe": probe}, indent=2))
+        args.json.write_text(json.dumps({"machine": describe_blas(), "threads": args.threads, "knn": knn,
+                                          "probe": probe}, indent=2))
     print(f"| probe grid: whole protocol | {probe['probe_s']:.2f} | {probe['probe_s'] / probe['extract_s']:.2f}x |")
 
 
